@@ -1,1 +1,36 @@
-//! placeholder
+//! A tus data store on a local directory, laid out exactly like tusd's
+//! `filestore`, so a tusd upload directory can be served by tusd-rs and the
+//! other way round.
+//!
+//! Every upload is two files side by side in one directory:
+//! - `{dir}/{id}`: the upload's bytes. Its length *is* the upload's offset;
+//!   no offset is recorded anywhere else that could disagree with it.
+//! - `{dir}/{id}.info`: the upload's state as JSON with tusd's field names
+//!   (`ID`, `Size`, `SizeIsDeferred`, `Offset`, `MetaData`, `IsPartial`,
+//!   `IsFinal`, `PartialUploads`, `Storage`). It is rewritten only when the
+//!   state changes (creation, declared length, concatenation), never per
+//!   chunk, and always by writing a temporary file and renaming it over the
+//!   old one, so a reader never sees half an `.info`.
+//!
+//! The store keeps nothing about an upload in memory between calls, so any
+//! number of processes may serve the same directory, provided a shared locker
+//! keeps one writer per upload (see `tusd_handler::Locker`).
+//!
+//! # Layout
+//! - `store`: [`FileStore`], the `DataStore` implementation, one short
+//!   method per operation.
+//! - `paths`: the two paths of an upload; the only place that turns an id
+//!   into a path.
+//! - `info_file`: reading the `.info` and replacing it atomically.
+//! - `append`: streaming a request body onto the end of the data file.
+//! - `id`: fresh upload ids, 32 lowercase hex characters like tusd's.
+//! - `blocking`: running file system calls off the async threads.
+
+mod append;
+mod blocking;
+mod id;
+mod info_file;
+mod paths;
+mod store;
+
+pub use store::FileStore;

@@ -1,0 +1,225 @@
+//! Streaming a request body onto the end of an upload's data file.
+//!
+//! Three promises shape this module:
+//! - **No received byte is lost.** The whole write runs in a task spawned on
+//!   the runtime that owns the body stream and the file; the caller only
+//!   awaits its `JoinHandle`. If the request's future is dropped midway, the
+//!   task still writes everything the stream yields until the stream ends.
+//!   When the stream ends in an error, the bytes before the error are
+//!   written first and the error is returned after.
+//! - **Bounded memory.** At most two batches are held: one being written on
+//!   the blocking pool while the next is gathered from the stream. A batch
+//!   stops growing at [`BATCH_BYTES`] (or [`BATCH_CHUNKS`] chunks).
+//! - **Plain-file speed.** Chunks are never copied: a batch is written with
+//!   one vectored `write` of the chunks as received. A batch only takes
+//!   chunks the stream has ready *now*, so data is never held back waiting
+//!   for more; coalescing happens only when the disk is behind the network.
+//!   There is no fsync per chunk (tusd does none either).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::task::JoinHandle;
+use tusd_handler::{ChunkStream, StoreError};
+
+use crate::blocking::{self, join_error, upload_io};
+
+/// The most bytes a batch gathers before it is written.
+pub(crate) const BATCH_BYTES: usize = 1 << 20;
+/// The most chunks a batch gathers (the kernel takes at most 1024 per write).
+pub(crate) const BATCH_CHUNKS: usize = 1024;
+
+/// Appends every byte `body` yields to the data file at `path`, whose length
+/// must be `offset`, and returns how many bytes were appended.
+pub(crate) async fn append(
+    path: PathBuf,
+    offset: u64,
+    body: ChunkStream,
+) -> Result<u64, StoreError> {
+    tokio::spawn(append_owned(path, offset, body))
+        .await
+        .map_err(join_error)?
+}
+
+async fn append_owned(
+    path: PathBuf,
+    offset: u64,
+    mut body: ChunkStream,
+) -> Result<u64, StoreError> {
+    let file = blocking::run(move || open_at(&path, offset)).await?;
+    let mut appended = 0;
+    let mut in_flight: Option<JoinHandle<io::Result<u64>>> = None;
+    let end = loop {
+        let (batch, end) = next_batch(&mut body).await;
+        if let Some(write) = in_flight.take() {
+            appended += write.await.map_err(join_error)??;
+        }
+        if !batch.is_empty() {
+            let file = Arc::clone(&file);
+            in_flight = Some(tokio::task::spawn_blocking(move || {
+                write_batch(&file, &batch)
+            }));
+        }
+        if let Some(end) = end {
+            break end;
+        }
+    };
+    if let Some(write) = in_flight {
+        appended += write.await.map_err(join_error)??;
+    }
+    end.map(|()| appended).map_err(StoreError::Io)
+}
+
+/// Opens the data file for appending after checking that it holds exactly
+/// `offset` bytes: appending elsewhere would corrupt the upload, so a
+/// mismatch (a writer that bypassed the lock) fails instead.
+fn open_at(path: &PathBuf, offset: u64) -> Result<Arc<File>, StoreError> {
+    let file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(upload_io)?;
+    let len = file.metadata()?.len();
+    if len != offset {
+        return Err(StoreError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("write at offset {offset} but the upload holds {len} bytes"),
+        )));
+    }
+    Ok(Arc::new(file))
+}
+
+/// Waits for the next chunk, then takes whatever further chunks are ready
+/// without waiting, up to the batch limits. The second value is `Some` once
+/// the stream has ended, cleanly or with an error.
+async fn next_batch(body: &mut ChunkStream) -> (Vec<Bytes>, Option<io::Result<()>>) {
+    let mut batch = Vec::new();
+    let mut len = 0;
+    let mut next = body.next().await;
+    loop {
+        match next {
+            None => return (batch, Some(Ok(()))),
+            Some(Err(e)) => return (batch, Some(Err(e))),
+            Some(Ok(chunk)) if chunk.is_empty() => {}
+            Some(Ok(chunk)) => {
+                len += chunk.len();
+                batch.push(chunk);
+            }
+        }
+        if len >= BATCH_BYTES || batch.len() >= BATCH_CHUNKS {
+            return (batch, None);
+        }
+        match body.next().now_or_never() {
+            Some(ready) => next = ready,
+            None => return (batch, None),
+        }
+    }
+}
+
+/// Writes all of `batch` with as few vectored writes as the kernel allows.
+fn write_batch(mut file: &File, batch: &[Bytes]) -> io::Result<u64> {
+    let (mut first, mut skip) = (0, 0);
+    while first < batch.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(&batch[first][skip..])
+            .chain(batch[first + 1..].iter().map(|chunk| &chunk[..]))
+            .map(IoSlice::new)
+            .collect();
+        let mut n = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 {
+            let left = batch[first].len() - skip;
+            if n < left {
+                skip += n;
+                break;
+            }
+            n -= left;
+            first += 1;
+            skip = 0;
+        }
+    }
+    Ok(batch.iter().map(|chunk| chunk.len() as u64).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::stream;
+
+    fn body(items: Vec<io::Result<&'static [u8]>>) -> ChunkStream {
+        stream::iter(items.into_iter().map(|r| r.map(Bytes::from_static))).boxed()
+    }
+
+    #[tokio::test]
+    async fn ready_chunks_are_coalesced_up_to_the_limit() {
+        let chunk = Bytes::from(vec![7u8; BATCH_BYTES / 4]);
+        let mut s: ChunkStream = stream::iter((0..6).map(move |_| Ok(chunk.clone()))).boxed();
+        let (first, end) = next_batch(&mut s).await;
+        assert_eq!(first.len(), 4);
+        assert!(end.is_none());
+        let (rest, end) = next_batch(&mut s).await;
+        assert_eq!(rest.len(), 2);
+        assert!(matches!(end, Some(Ok(()))));
+    }
+
+    #[tokio::test]
+    async fn a_batch_does_not_wait_for_chunks_that_are_not_ready() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+        let mut s: ChunkStream = tokio_stream_from(rx);
+        tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+        let (batch, end) = next_batch(&mut s).await;
+        assert_eq!(batch, [Bytes::from_static(b"ab")]);
+        assert!(end.is_none());
+    }
+
+    fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ChunkStream {
+        stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    }
+
+    #[tokio::test]
+    async fn bytes_before_an_error_are_written_and_the_error_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        std::fs::write(&path, b"x").unwrap();
+        let s = body(vec![
+            Ok(b"ab"),
+            Ok(b""),
+            Ok(b"cd"),
+            Err(io::Error::other("client gone")),
+            Ok(b"never"),
+        ]);
+        let err = append(path.clone(), 1, s).await.unwrap_err();
+        assert!(err.to_string().contains("client gone"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"xabcd");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_offset_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        std::fs::write(&path, b"xyz").unwrap();
+        assert!(append(path.clone(), 1, body(vec![Ok(b"ab")]))
+            .await
+            .is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn batches_with_more_chunks_than_one_write_takes_are_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        let file = File::create(&path).unwrap();
+        let batch: Vec<Bytes> = (0..3000u32)
+            .map(|i| Bytes::from(i.to_le_bytes().to_vec()))
+            .collect();
+        assert_eq!(write_batch(&file, &batch).unwrap(), 12000);
+        let expected: Vec<u8> = (0..3000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+}

@@ -1,0 +1,243 @@
+//! [`FileStore`]: the `DataStore` on a local directory.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
+use tusd_handler::{
+    ChunkStream, DataStore, NewUpload, StoreComposer, StoreError, UploadId, UploadInfo,
+    UploadReader,
+};
+
+use crate::append::append;
+use crate::blocking::{self, upload_io};
+use crate::id::new_upload_id;
+use crate::info_file;
+use crate::paths::{id_of_info_file, UploadPaths};
+
+/// How much a reader returned by `read_range` reads from disk at a time.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Uploads stored as files in one directory, in tusd's `filestore` layout
+/// (see the crate docs). Cheap to share: it holds only the directory path.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// A store in `dir`, creating the directory (and its parents) if missing.
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<FileStore> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(FileStore { dir })
+    }
+
+    /// Makes this store the composer's data store.
+    pub fn use_in(self, composer: &mut StoreComposer) {
+        composer.use_store(Arc::new(self));
+    }
+
+    /// The directory the uploads live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn paths(&self, id: &UploadId) -> UploadPaths {
+        UploadPaths::new(&self.dir, id)
+    }
+}
+
+#[async_trait]
+impl DataStore for FileStore {
+    /// Creates the empty data file, then the `.info`; if the `.info` cannot
+    /// be written the data file is removed again, so no half-created upload
+    /// is left behind.
+    async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
+        let dir = self.dir.clone();
+        blocking::run(move || {
+            let (id, paths) = create_data_file(&dir)?;
+            let info = UploadInfo {
+                id: id.to_string(),
+                size: upload.size.unwrap_or(0),
+                size_is_deferred: upload.size.is_none(),
+                offset: 0,
+                metadata: upload.metadata,
+                is_partial: upload.is_partial,
+                is_final: upload.is_final,
+                partial_uploads: upload
+                    .partial_uploads
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+                storage: storage_fields(&paths),
+                modified: None,
+            };
+            if let Err(e) = info_file::store(&paths, &info) {
+                let _ = fs::remove_file(&paths.data);
+                return Err(e);
+            }
+            info_file::load(&paths)
+        })
+        .await
+    }
+
+    async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+        let paths = self.paths(id);
+        blocking::run(move || info_file::load(&paths)).await
+    }
+
+    async fn write_chunk(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        chunk: ChunkStream,
+    ) -> Result<u64, StoreError> {
+        append(self.paths(id).data, offset, chunk).await
+    }
+
+    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
+        let paths = self.paths(id);
+        blocking::run(move || {
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&paths.data)
+                .map_err(upload_io)?;
+            Ok(file.set_len(offset)?)
+        })
+        .await
+    }
+
+    async fn declare_length(&self, id: &UploadId, size: u64) -> Result<(), StoreError> {
+        let paths = self.paths(id);
+        blocking::run(move || {
+            let mut info = info_file::load(&paths)?;
+            info.size = size;
+            info.size_is_deferred = false;
+            info_file::store(&paths, &info)
+        })
+        .await
+    }
+
+    /// Removes the data file first, then the `.info`: if the process dies in
+    /// between, the `.info` still lists the upload so a later sweep finishes
+    /// the job. `NotFound` only when neither file existed.
+    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+        let paths = self.paths(id);
+        blocking::run(move || {
+            let data = remove_if_present(&paths.data)?;
+            let info = remove_if_present(&paths.info)?;
+            if data || info {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound)
+            }
+        })
+        .await
+    }
+
+    /// Rewrites the final upload's data file from empty, so a retried concat
+    /// cannot duplicate bytes, then records the total as its size.
+    async fn concat(&self, id: &UploadId, partials: &[UploadId]) -> Result<(), StoreError> {
+        let paths = self.paths(id);
+        let partials: Vec<PathBuf> = partials.iter().map(|p| self.paths(p).data).collect();
+        blocking::run(move || {
+            let mut target = OpenOptions::new()
+                .write(true)
+                .open(&paths.data)
+                .map_err(upload_io)?;
+            target.set_len(0)?;
+            let mut total = 0;
+            for partial in &partials {
+                let mut source = fs::File::open(partial).map_err(upload_io)?;
+                total += io::copy(&mut source, &mut target)?;
+            }
+            drop(target);
+            let mut info = info_file::load(&paths)?;
+            info.size = total;
+            info.size_is_deferred = false;
+            info_file::store(&paths, &info)
+        })
+        .await
+    }
+
+    /// The reader ends early if the upload holds fewer than `start + len`
+    /// bytes.
+    async fn read_range(
+        &self,
+        id: &UploadId,
+        start: u64,
+        len: u64,
+    ) -> Result<UploadReader, StoreError> {
+        let mut file = tokio::fs::File::open(self.paths(id).data)
+            .await
+            .map_err(upload_io)?;
+        file.seek(SeekFrom::Start(start)).await?;
+        Ok(Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            file.take(len),
+        )))
+    }
+
+    /// Every `{id}.info` in the directory, including uploads whose data file
+    /// is missing, so that the expiration sweep can remove them.
+    async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+        let dir = self.dir.clone();
+        blocking::run(move || {
+            let mut ids = Vec::new();
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let id = entry.file_name().to_str().and_then(id_of_info_file);
+                if let Some(id) = id {
+                    if !entry.file_type()?.is_dir() {
+                        ids.push(id);
+                    }
+                }
+            }
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+    }
+}
+
+/// Creates an empty data file under a fresh id. An existing file is never
+/// reused: a collision of 128 random bits means a broken random source, and
+/// trying again is cheaper than reasoning about it.
+fn create_data_file(dir: &Path) -> Result<(UploadId, UploadPaths), StoreError> {
+    let mut attempts = 0;
+    loop {
+        let id = new_upload_id();
+        let paths = UploadPaths::new(dir, &id);
+        match info_file::create_new(&paths.data) {
+            Ok(_) => return Ok((id, paths)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
+            Err(e) => return Err(StoreError::Io(e)),
+        }
+    }
+}
+
+/// tusd's `Storage` map for the filestore; tusd reads `Path` to find the
+/// data file, so it must name ours.
+fn storage_fields(paths: &UploadPaths) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("Type".to_owned(), "filestore".to_owned()),
+        ("Path".to_owned(), paths.data.to_string_lossy().into_owned()),
+        (
+            "InfoPath".to_owned(),
+            paths.info.to_string_lossy().into_owned(),
+        ),
+    ])
+}
+
+fn remove_if_present(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::Io(e)),
+    }
+}
