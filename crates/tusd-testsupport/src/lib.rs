@@ -1,1 +1,18 @@
-//! placeholder
+//! Real services for tests and benchmarks, started as child processes on
+//! loopback.
+//!
+//! # Layout
+//! - [`etcd`]: [`EtcdServer`] (one node) and [`EtcdCluster`] (several), with
+//!   members that can be stopped, paused, resumed and restarted, and
+//!   [`etcdctl`] for driving the command-line client against them.
+//! - [`ports`]: free loopback ports.
+//!
+//! Binaries are found through `ETCD_BIN` / `ETCDCTL_BIN`, then `PATH`
+//! (`scripts/install-etcd.sh` installs etcd 3.4 and 3.5). Every process is
+//! killed when its handle drops, and its data lives in a temporary directory
+//! removed with it, so a failing test leaves nothing running.
+
+pub mod etcd;
+pub mod ports;
+
+pub use etcd::{etcd_bin, etcd_version, etcdctl, etcdctl_bin, EtcdCluster, EtcdMember, EtcdServer};
