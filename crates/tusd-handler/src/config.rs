@@ -1,0 +1,66 @@
+//! What a handler is told at construction; every field has a safe default.
+
+use std::time::Duration;
+
+/// Settings of one [`crate::TusHandler`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// URL path the uploads live under; always starts and ends with `/`.
+    pub base_path: String,
+    /// Largest upload accepted, in bytes; 0 means no limit.
+    pub max_size: u64,
+    /// Trust `X-Forwarded-Host`, `X-Forwarded-Proto` and `Forwarded` when
+    /// building `Location` URLs.
+    pub behind_proxy: bool,
+    /// Refuse GET on uploads.
+    pub disable_download: bool,
+    /// Refuse DELETE on uploads.
+    pub disable_termination: bool,
+    /// How long a request waits for an upload's lock before answering 423.
+    pub acquire_lock_timeout: Duration,
+    /// A request body that delivers no byte for this long is ended; what it
+    /// delivered stays stored.
+    pub network_timeout: Duration,
+    /// Unfinished uploads untouched for this long expire (410, then removed).
+    /// `None` disables the expiration extension.
+    pub expire_after: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            base_path: "/files/".to_owned(),
+            max_size: 0,
+            behind_proxy: false,
+            disable_download: false,
+            disable_termination: false,
+            acquire_lock_timeout: Duration::from_secs(20),
+            network_timeout: Duration::from_secs(60),
+            expire_after: None,
+        }
+    }
+}
+
+/// Puts `path` in the `/segment/` form the router matches against.
+pub fn normalize_base_path(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{trimmed}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_paths_are_slash_wrapped() {
+        assert_eq!(normalize_base_path("files"), "/files/");
+        assert_eq!(normalize_base_path("/files"), "/files/");
+        assert_eq!(normalize_base_path("/a/b/"), "/a/b/");
+        assert_eq!(normalize_base_path(""), "/");
+        assert_eq!(normalize_base_path("/"), "/");
+    }
+}

@@ -1,0 +1,112 @@
+//! Every way a request can fail, and the one place each maps to a status.
+
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::{LockError, StoreError};
+
+/// A failed request. The message becomes the one-line response body.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("upload not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("Upload-Offset {got} does not match the upload's offset {expected}")]
+    OffsetMismatch { expected: u64, got: u64 },
+    #[error("upload has expired")]
+    Gone,
+    #[error("unsupported version: this server speaks tus 1.0.0")]
+    UnsupportedVersion,
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("Content-Type must be application/offset+octet-stream")]
+    UnsupportedMediaType,
+    #[error("requested range not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("checksum mismatch: the chunk was discarded")]
+    ChecksumMismatch,
+    #[error("{0}")]
+    Locked(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HandlerError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HandlerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HandlerError::NotFound => StatusCode::NOT_FOUND,
+            HandlerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HandlerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            HandlerError::OffsetMismatch { .. } => StatusCode::CONFLICT,
+            HandlerError::Gone => StatusCode::GONE,
+            HandlerError::UnsupportedVersion => StatusCode::PRECONDITION_FAILED,
+            HandlerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            HandlerError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HandlerError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            HandlerError::ChecksumMismatch => StatusCode::from_u16(460).expect("valid status"),
+            HandlerError::Locked(_) => StatusCode::LOCKED,
+            HandlerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HandlerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn bad_request(reason: impl Into<String>) -> HandlerError {
+        HandlerError::BadRequest(reason.into())
+    }
+}
+
+impl From<StoreError> for HandlerError {
+    fn from(e: StoreError) -> HandlerError {
+        match e {
+            StoreError::NotFound => HandlerError::NotFound,
+            other => HandlerError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<LockError> for HandlerError {
+    fn from(e: LockError) -> HandlerError {
+        match e {
+            LockError::Timeout | LockError::Lost | LockError::NotHeld => {
+                HandlerError::Locked(e.to_string())
+            }
+            LockError::Unavailable(reason) => HandlerError::Unavailable(reason),
+        }
+    }
+}
+
+impl IntoResponse for HandlerError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = (status, format!("{self}\n")).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            HandlerError::Locked(_) | HandlerError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            HandlerError::UnsupportedVersion => {
+                headers.insert("tus-version", HeaderValue::from_static("1.0.0"));
+            }
+            HandlerError::RangeNotSatisfiable { size } => {
+                let value = format!("bytes */{size}");
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&value).expect("ascii"),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}

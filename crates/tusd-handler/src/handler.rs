@@ -1,0 +1,191 @@
+//! [`TusHandler`]: the routes, and what every request goes through on its
+//! way to the extension that serves it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use http::{HeaderValue, Method};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{normalize_base_path, Config};
+use crate::error::HandlerError;
+use crate::headers::{check_tus_resumable, TUS_VERSION};
+use crate::metrics::Metrics;
+use crate::protocol::{core, creation, download, expiration, termination};
+use crate::{DataStore, Lock, Locker, StoreComposer, UploadId};
+
+/// A tus 1.0 server over one data store and one locker. Cheap to clone.
+#[derive(Clone)]
+pub struct TusHandler {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub store: Arc<dyn DataStore>,
+    pub locker: Arc<dyn Locker>,
+    pub metrics: Metrics,
+    /// Cancelled at shutdown: in-flight bodies stop, keeping what they stored.
+    pub shutdown: CancellationToken,
+}
+
+/// Why a handler could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the StoreComposer has no data store")]
+    NoStore,
+    #[error("the StoreComposer has no locker")]
+    NoLocker,
+}
+
+/// Number of bytes a request stored, attached to its response for the log line.
+#[derive(Clone, Copy)]
+pub(crate) struct BytesStored(pub u64);
+
+impl TusHandler {
+    /// Builds a handler from the composer's store and locker.
+    pub fn new(composer: &StoreComposer, mut config: Config) -> Result<TusHandler, BuildError> {
+        config.base_path = normalize_base_path(&config.base_path);
+        let inner = Inner {
+            store: composer.store().ok_or(BuildError::NoStore)?.clone(),
+            locker: composer.locker().ok_or(BuildError::NoLocker)?.clone(),
+            config,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        };
+        Ok(TusHandler {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The routes under the base path, ready to merge into any axum app.
+    pub fn router(&self) -> Router {
+        let base = self.inner.config.base_path.clone();
+        let mut router = Router::new()
+            .route(&base, any(dispatch))
+            .route(&format!("{base}{{id}}"), any(dispatch));
+        if base != "/" {
+            router = router.route(base.trim_end_matches('/'), any(dispatch));
+        }
+        router.with_state(self.inner.clone())
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Starts shutdown: request bodies in flight stop at their next chunk and
+    /// answer with the offset they reached, so their locks free up quickly.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Removes expired unfinished uploads every `interval`, until shutdown.
+    /// Does nothing when expiration is off.
+    pub fn spawn_expiration_sweeper(
+        &self,
+        interval: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move { expiration::sweep_forever(&inner, interval).await })
+    }
+
+    /// Runs one expiration sweep now and returns how many uploads it removed.
+    pub async fn sweep_expired(&self) -> usize {
+        expiration::sweep(&self.inner).await
+    }
+}
+
+impl Inner {
+    /// Takes `id`'s lock, waiting up to the configured timeout (423 after).
+    pub async fn lock(&self, id: &UploadId) -> Result<Lock, HandlerError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.acquire_lock_timeout;
+        let result = self.locker.lock(id, deadline).await;
+        self.metrics.lock_wait(started.elapsed(), result.is_ok());
+        Ok(result?)
+    }
+}
+
+/// `X-HTTP-Method-Override` lets clients behind restrictive proxies send
+/// PATCH and DELETE as POST.
+fn effective_method(req: &Request) -> Method {
+    req.headers()
+        .get("x-http-method-override")
+        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        .unwrap_or_else(|| req.method().clone())
+}
+
+async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let method = effective_method(&req);
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix(inner.config.base_path.as_str())
+        .unwrap_or("")
+        .to_owned();
+    let id = UploadId::parse(&rest);
+    let mut response = route(&inner, &method, &rest, id.clone(), req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response
+        .headers_mut()
+        .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+
+    let status = response.status().as_u16();
+    let bytes = response
+        .extensions()
+        .get::<BytesStored>()
+        .map_or(0, |b| b.0);
+    inner.metrics.request(method.as_str(), status);
+    tracing::info!(
+        target: "tusd::request",
+        method = %method,
+        id = id.as_ref().map_or("", |i| i.as_str()),
+        status,
+        bytes,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn route(
+    inner: &Inner,
+    method: &Method,
+    rest: &str,
+    id: Option<UploadId>,
+    req: Request<Body>,
+) -> Result<Response, HandlerError> {
+    if *method == Method::OPTIONS {
+        return Ok(core::options(inner));
+    }
+    // Browsers download with plain GETs that carry no tus headers.
+    if *method != Method::GET {
+        check_tus_resumable(req.headers())?;
+    }
+    if rest.is_empty() {
+        return match *method {
+            Method::POST => creation::post(inner, req).await,
+            _ => Err(HandlerError::MethodNotAllowed),
+        };
+    }
+    let id = id.ok_or(HandlerError::NotFound)?;
+    match *method {
+        Method::HEAD => core::head(inner, &id).await,
+        Method::PATCH => core::patch(inner, &id, req).await,
+        Method::DELETE => termination::delete(inner, &id).await,
+        Method::GET => download::get(inner, &id, req).await,
+        _ => Err(HandlerError::MethodNotAllowed),
+    }
+}

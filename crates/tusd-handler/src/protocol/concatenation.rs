@@ -1,0 +1,87 @@
+//! Concatenation: partial uploads joined into a final one.
+//!
+//! A final upload may be created before its partials are finished
+//! (concatenation-unfinished). It is then stored with a deferred length and
+//! joined lazily: the first HEAD or GET that finds all partials complete does
+//! the join under the final upload's lock.
+
+use http::HeaderValue;
+
+use crate::error::HandlerError;
+use crate::handler::Inner;
+use crate::protocol::core::check_max_size;
+use crate::{UploadId, UploadInfo};
+
+/// Checks that every id names a partial upload, and returns the final
+/// length when all of them are complete (`None` while some are not).
+pub async fn final_size(inner: &Inner, partials: &[UploadId]) -> Result<Option<u64>, HandlerError> {
+    let mut total: Option<u64> = Some(0);
+    for id in partials {
+        let info = match inner.store.get_info(id).await {
+            Ok(info) => info,
+            Err(crate::StoreError::NotFound) => {
+                return Err(HandlerError::bad_request(format!(
+                    "Upload-Concat names unknown upload {id}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !info.is_partial {
+            return Err(HandlerError::bad_request(format!(
+                "Upload-Concat names {id}, which is not a partial upload"
+            )));
+        }
+        total = match info.is_complete() {
+            true => total.and_then(|t| t.checked_add(info.size)),
+            false => None,
+        };
+    }
+    if let Some(total) = total {
+        check_max_size(inner, total)?;
+    }
+    Ok(total)
+}
+
+/// Joins a waiting final upload once its partials are complete. The caller
+/// holds the final upload's lock.
+pub async fn finish_if_ready(
+    inner: &Inner,
+    id: &UploadId,
+    info: UploadInfo,
+) -> Result<UploadInfo, HandlerError> {
+    if !info.is_final || info.is_complete() {
+        return Ok(info);
+    }
+    let partials: Vec<UploadId> = info
+        .partial_uploads
+        .iter()
+        .map(|p| {
+            UploadId::parse(p).ok_or_else(|| {
+                HandlerError::Internal(format!("stored partial id {p:?} is invalid"))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    if final_size(inner, &partials).await?.is_none() {
+        return Ok(info);
+    }
+    inner.store.concat(id, &partials).await?;
+    inner.metrics.upload_finished();
+    Ok(inner.store.get_info(id).await?)
+}
+
+/// `Upload-Concat` for HEAD: `partial`, or `final;` and the partials' paths.
+pub fn header_value(inner: &Inner, info: &UploadInfo) -> Option<HeaderValue> {
+    if info.is_partial {
+        return Some(HeaderValue::from_static("partial"));
+    }
+    if !info.is_final {
+        return None;
+    }
+    let base = &inner.config.base_path;
+    let urls: Vec<String> = info
+        .partial_uploads
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+    HeaderValue::from_str(&format!("final;{}", urls.join(" "))).ok()
+}

@@ -1,0 +1,245 @@
+//! Core protocol: OPTIONS, HEAD and PATCH.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
+
+use crate::body::{chunk_stream, BodyEnd, BodyRules};
+use crate::error::HandlerError;
+use crate::handler::{BytesStored, Inner};
+use crate::headers::{self, MAX_LENGTH, TUS_VERSION};
+use crate::protocol::checksum::{Checksum, ALGORITHMS};
+use crate::protocol::{concatenation, expiration};
+use crate::{Lock, UploadId, UploadInfo};
+
+/// OPTIONS: what this server supports.
+pub fn options(inner: &Inner) -> Response {
+    let config = &inner.config;
+    let mut extensions = vec!["creation", "creation-with-upload", "creation-defer-length"];
+    if !config.disable_termination {
+        extensions.push("termination");
+    }
+    extensions.extend(["concatenation", "concatenation-unfinished", "checksum"]);
+    if config.expire_after.is_some() {
+        extensions.push("expiration");
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    h.insert(
+        "tus-extension",
+        HeaderValue::from_str(&extensions.join(",")).expect("ascii"),
+    );
+    h.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(ALGORITHMS),
+    );
+    if config.max_size > 0 {
+        h.insert("tus-max-size", HeaderValue::from(config.max_size));
+    }
+    response
+}
+
+/// Reads an upload's state the way a client may rely on: a finished upload
+/// as it is, an unfinished one under its lock (which also asks a zombie
+/// PATCH on it to stop, so the client's resume proceeds at once).
+pub async fn settled_info(inner: &Inner, id: &UploadId) -> Result<UploadInfo, HandlerError> {
+    let info = inner.store.get_info(id).await?;
+    if info.is_complete() {
+        return Ok(info);
+    }
+    let lock = inner.lock(id).await?;
+    let info = inner.store.get_info(id).await?;
+    let info = concatenation::finish_if_ready(inner, id, info).await?;
+    let _ = lock.unlock().await;
+    expiration::check(inner, &info)?;
+    Ok(info)
+}
+
+/// HEAD: where the upload stands.
+pub async fn head(inner: &Inner, id: &UploadId) -> Result<Response, HandlerError> {
+    let info = settled_info(inner, id).await?;
+    let mut response = StatusCode::OK.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A final upload still waiting for its partials has neither offset nor
+    // length yet (concatenation-unfinished).
+    let waiting_final = info.is_final && !info.is_complete();
+    if !waiting_final {
+        h.insert("upload-offset", HeaderValue::from(info.offset));
+        if info.size_is_deferred {
+            h.insert("upload-defer-length", HeaderValue::from_static("1"));
+        } else {
+            h.insert("upload-length", HeaderValue::from(info.size));
+        }
+    }
+    if !info.metadata.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&headers::encode_metadata(&info.metadata)) {
+            h.insert("upload-metadata", v);
+        }
+    }
+    if let Some(concat) = concatenation::header_value(inner, &info) {
+        h.insert("upload-concat", concat);
+    }
+    expiration::add_header(inner, &info, h);
+    Ok(response)
+}
+
+/// PATCH: append the body at the client's offset.
+pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Response, HandlerError> {
+    let (parts, body) = req.into_parts();
+    if !headers::is_offset_octet_stream(&parts.headers) {
+        return Err(HandlerError::UnsupportedMediaType);
+    }
+    let offset = headers::upload_offset(&parts.headers)?;
+    let declared_length = headers::upload_length(&parts.headers)?;
+    let checksum = headers::upload_checksum(&parts.headers)?;
+
+    let lock = inner.lock(id).await?;
+    let mut info = inner.store.get_info(id).await?;
+    expiration::check(inner, &info)?;
+    if info.is_final {
+        return Err(HandlerError::Forbidden("a final upload cannot be patched"));
+    }
+    if offset != info.offset {
+        return Err(HandlerError::OffsetMismatch {
+            expected: info.offset,
+            got: offset,
+        });
+    }
+    if let Some(length) = declared_length {
+        declare_length(inner, id, &mut info, length).await?;
+    }
+    let before = info.offset;
+    let info = receive(inner, &lock, info, &parts.headers, checksum, body).await?;
+    let _ = lock.unlock().await;
+
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert("upload-offset", HeaderValue::from(info.offset));
+    expiration::add_header(inner, &info, response.headers_mut());
+    response
+        .extensions_mut()
+        .insert(BytesStored(info.offset - before));
+    Ok(response)
+}
+
+/// Fixes a deferred length (creation-defer-length), or checks a repeated one.
+async fn declare_length(
+    inner: &Inner,
+    id: &UploadId,
+    info: &mut UploadInfo,
+    length: u64,
+) -> Result<(), HandlerError> {
+    if !info.size_is_deferred {
+        return match length == info.size {
+            true => Ok(()),
+            false => Err(HandlerError::bad_request(
+                "Upload-Length differs from the upload's length",
+            )),
+        };
+    }
+    if length < info.offset {
+        return Err(HandlerError::bad_request(
+            "Upload-Length is smaller than the upload's offset",
+        ));
+    }
+    check_max_size(inner, length)?;
+    inner.store.declare_length(id, length).await?;
+    info.size = length;
+    info.size_is_deferred = false;
+    Ok(())
+}
+
+/// 413 when `length` is above the server's limit.
+pub fn check_max_size(inner: &Inner, length: u64) -> Result<(), HandlerError> {
+    let max = inner.config.max_size;
+    if max > 0 && length > max {
+        return Err(HandlerError::TooLarge(format!(
+            "upload length {length} exceeds the maximum size {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// Streams a request body into the upload at `info.offset` while `lock` is
+/// held, and returns the upload's state after it. Shared by PATCH and
+/// creation-with-upload.
+///
+/// Bytes that reached the store stay stored whatever happens after, except
+/// a chunk whose checksum does not match, which is cut off again.
+pub async fn receive(
+    inner: &Inner,
+    lock: &Lock,
+    mut info: UploadInfo,
+    headers: &HeaderMap,
+    checksum: Option<Checksum>,
+    body: Body,
+) -> Result<UploadInfo, HandlerError> {
+    let id = UploadId::parse(&info.id).ok_or(HandlerError::NotFound)?;
+    let room = if info.size_is_deferred {
+        match inner.config.max_size {
+            0 => MAX_LENGTH,
+            max => max,
+        }
+        .saturating_sub(info.offset)
+    } else {
+        info.size - info.offset
+    };
+    if let Some(length) = headers::content_length(headers)? {
+        if length > room {
+            return Err(HandlerError::TooLarge(format!(
+                "body of {length} bytes exceeds the {room} bytes left in the upload"
+            )));
+        }
+    }
+    let start = info.offset;
+    let was_complete = info.is_complete();
+    let (chunks, report) = chunk_stream(
+        body,
+        BodyRules {
+            limit: room,
+            signals: lock.signals().clone(),
+            shutdown: inner.shutdown.clone(),
+            idle_timeout: inner.config.network_timeout,
+            hasher: checksum.as_ref().map(|c| c.algorithm.hasher()),
+        },
+    );
+    let written = inner.store.write_chunk(&id, start, chunks).await;
+    let outcome = report.outcome();
+    inner.metrics.bytes_received(outcome.received);
+
+    if outcome.end == BodyEnd::LockLost {
+        return Err(HandlerError::Locked(
+            "the upload's lock was lost; bytes stored before that are kept".into(),
+        ));
+    }
+    info.offset = match written {
+        Ok(n) => {
+            if n > 0 {
+                info.modified = Some(std::time::SystemTime::now());
+            }
+            start + n
+        }
+        // A client that went away is no server error: keep what arrived.
+        Err(_) if outcome.end == BodyEnd::Broken => inner.store.get_info(&id).await?.offset,
+        Err(e) => return Err(e.into()),
+    };
+    if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
+        if digest != checksum.expected {
+            inner.store.truncate(&id, start).await?;
+            return Err(HandlerError::ChecksumMismatch);
+        }
+    }
+    if !was_complete && info.is_complete() {
+        inner.metrics.upload_finished();
+    }
+    if outcome.end == BodyEnd::TooLong {
+        return Err(HandlerError::TooLarge(
+            "body is longer than the upload's remaining length; the excess was not stored".into(),
+        ));
+    }
+    Ok(info)
+}

@@ -1,0 +1,131 @@
+//! Creation, creation-with-upload and creation-defer-length: POST.
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http::{header, HeaderValue, StatusCode};
+
+use crate::error::HandlerError;
+use crate::handler::{BytesStored, Inner};
+use crate::headers::{self, Concat};
+use crate::location::upload_url;
+use crate::protocol::core::{check_max_size, receive};
+use crate::protocol::{concatenation, expiration};
+use crate::{NewUpload, UploadId};
+
+/// POST: creates an upload, and stores the body too when it is upload bytes.
+pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError> {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let concat = headers::upload_concat(headers, &inner.config.base_path)?;
+    let metadata = headers::upload_metadata(headers)?;
+    let deferred = headers::upload_defer_length(headers)?;
+    let length = headers::upload_length(headers)?;
+    let with_upload = headers::is_offset_octet_stream(headers);
+    let checksum = match with_upload {
+        true => headers::upload_checksum(headers)?,
+        false => None,
+    };
+
+    let mut upload = NewUpload {
+        metadata,
+        ..NewUpload::default()
+    };
+    let mut final_ready = false;
+    match concat {
+        Concat::Final(partials) => {
+            if length.is_some() || deferred {
+                return Err(HandlerError::bad_request(
+                    "a final upload takes its length from its partial uploads",
+                ));
+            }
+            upload.size = concatenation::final_size(inner, &partials).await?;
+            final_ready = upload.size.is_some();
+            upload.is_final = true;
+            upload.partial_uploads = partials;
+        }
+        other => {
+            upload.is_partial = other == Concat::Partial;
+            upload.size = match (length, deferred) {
+                (Some(length), false) => Some(length),
+                (None, true) => None,
+                (Some(_), true) => {
+                    return Err(HandlerError::bad_request(
+                        "Upload-Length and Upload-Defer-Length are mutually exclusive",
+                    ))
+                }
+                (None, false) => {
+                    return Err(HandlerError::bad_request(
+                        "missing Upload-Length or Upload-Defer-Length header",
+                    ))
+                }
+            };
+        }
+    }
+    if let Some(size) = upload.size {
+        check_max_size(inner, size)?;
+        // Refuse an oversized creation-with-upload body before anything exists.
+        if with_upload && !upload.is_final {
+            if let Some(body_length) = headers::content_length(headers)? {
+                if body_length > size {
+                    return Err(HandlerError::TooLarge(format!(
+                        "body of {body_length} bytes exceeds Upload-Length {size}"
+                    )));
+                }
+            }
+        }
+    }
+
+    let partials = upload.partial_uploads.clone();
+    let mut info = inner.store.create_upload(upload).await?;
+    inner.metrics.upload_created();
+    info.modified.get_or_insert_with(std::time::SystemTime::now);
+    let id = UploadId::parse(&info.id).ok_or_else(|| {
+        HandlerError::Internal(format!("store generated invalid id {:?}", info.id))
+    })?;
+    if final_ready {
+        inner.store.concat(&id, &partials).await?;
+        info = inner.store.get_info(&id).await?;
+        inner.metrics.upload_finished();
+    }
+
+    let location = upload_url(
+        headers,
+        inner.config.behind_proxy,
+        &inner.config.base_path,
+        &id,
+    );
+    let mut response = StatusCode::CREATED.into_response();
+    let mut stored = 0;
+    if with_upload && !info.is_final {
+        let lock = inner.lock(&id).await?;
+        let before = info.offset;
+        let result = receive(inner, &lock, info, headers, checksum, body).await;
+        let _ = lock.unlock().await;
+        // The upload exists either way: a failed first chunk must still tell
+        // the client where to resume.
+        let after = match result {
+            Ok(after) => after,
+            Err(e) => {
+                let mut response = e.into_response();
+                response.headers_mut().insert(
+                    header::LOCATION,
+                    HeaderValue::from_str(&location).expect("built from checked parts"),
+                );
+                return Ok(response);
+            }
+        };
+        stored = after.offset - before;
+        response
+            .headers_mut()
+            .insert("upload-offset", HeaderValue::from(after.offset));
+        info = after;
+    }
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&location).expect("built from checked parts"),
+    );
+    expiration::add_header(inner, &info, h);
+    response.extensions_mut().insert(BytesStored(stored));
+    Ok(response)
+}
