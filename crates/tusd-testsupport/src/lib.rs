@@ -6,6 +6,7 @@
 //!   members that can be stopped, paused, resumed and restarted, and
 //!   [`etcdctl`] for driving the command-line client against them.
 //! - [`ports`]: free loopback ports.
+//! - [`tus_server`]: [`TusServer`], a real `tusd-rs` process on loopback.
 //!
 //! Binaries are found through `ETCD_BIN` / `ETCDCTL_BIN`, then `PATH`
 //! (`scripts/install-etcd.sh` installs etcd 3.4 and 3.5). Every process is
@@ -14,5 +15,7 @@
 
 pub mod etcd;
 pub mod ports;
+pub mod tus_server;
 
 pub use etcd::{etcd_bin, etcd_version, etcdctl, etcdctl_bin, EtcdCluster, EtcdMember, EtcdServer};
+pub use tus_server::TusServer;

@@ -1,0 +1,124 @@
+//! The command line: tusd's flag names where tusd has one, each also
+//! readable from a `TUSD_*` environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 20s, 500ms, 1h)"))
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A tus 1.0 resumable-upload server.
+#[derive(Debug, Parser)]
+#[command(name = "tusd-rs", version, about)]
+pub struct Cli {
+    /// Address to listen on.
+    #[arg(long, env = "TUSD_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the log says which).
+    #[arg(long, env = "TUSD_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// URL path the uploads live under.
+    #[arg(long, env = "TUSD_BASE_PATH", default_value = "/files/")]
+    pub base_path: String,
+    /// Directory of the file store (created if missing; several servers may share it).
+    #[arg(long, env = "TUSD_UPLOAD_DIR", default_value = "./data")]
+    pub upload_dir: PathBuf,
+    /// Largest upload accepted in bytes (0: no limit).
+    #[arg(long, env = "TUSD_MAX_SIZE", default_value_t = 0)]
+    pub max_size: u64,
+    /// Trust X-Forwarded-Host, X-Forwarded-Proto and Forwarded for upload URLs.
+    #[arg(long, env = "TUSD_BEHIND_PROXY")]
+    pub behind_proxy: bool,
+    /// Serve Prometheus metrics at --metrics-path.
+    #[arg(long, env = "TUSD_EXPOSE_METRICS", default_value_t = true, action = ArgAction::Set)]
+    pub expose_metrics: bool,
+    /// Path of the Prometheus metrics.
+    #[arg(long, env = "TUSD_METRICS_PATH", default_value = "/metrics")]
+    pub metrics_path: String,
+    /// Refuse downloads (GET).
+    #[arg(long, env = "TUSD_DISABLE_DOWNLOAD")]
+    pub disable_download: bool,
+    /// Refuse termination (DELETE).
+    #[arg(long, env = "TUSD_DISABLE_TERMINATION")]
+    pub disable_termination: bool,
+    /// Send no CORS headers at all.
+    #[arg(long, env = "TUSD_DISABLE_CORS")]
+    pub disable_cors: bool,
+    /// Regular expression an Origin must match in full to get CORS headers.
+    #[arg(long, env = "TUSD_CORS_ALLOW_ORIGIN", default_value = ".*")]
+    pub cors_allow_origin: String,
+    /// Allow credentialed cross-origin requests.
+    #[arg(long, env = "TUSD_CORS_ALLOW_CREDENTIALS")]
+    pub cors_allow_credentials: bool,
+    /// Methods allowed in cross-origin requests.
+    #[arg(
+        long,
+        env = "TUSD_CORS_ALLOW_METHODS",
+        default_value = "POST, HEAD, PATCH, OPTIONS, GET, DELETE"
+    )]
+    pub cors_allow_methods: String,
+    /// Extra request headers allowed cross-origin, added to the tus ones.
+    #[arg(long, env = "TUSD_CORS_ALLOW_HEADERS", default_value = "")]
+    pub cors_allow_headers: String,
+    /// How long browsers may cache a preflight answer, in seconds.
+    #[arg(long, env = "TUSD_CORS_MAX_AGE", default_value_t = 86400)]
+    pub cors_max_age: u64,
+    /// Extra response headers exposed cross-origin, added to the tus ones.
+    #[arg(long, env = "TUSD_CORS_EXPOSE_HEADERS", default_value = "")]
+    pub cors_expose_headers: String,
+    /// How long a request waits for an upload's lock before answering 423.
+    #[arg(long, env = "TUSD_ACQUIRE_LOCK_TIMEOUT", default_value = "20s", value_parser = duration)]
+    pub acquire_lock_timeout: Duration,
+    /// A request body idle for this long is ended (what arrived is kept).
+    #[arg(long, env = "TUSD_NETWORK_TIMEOUT", default_value = "60s", value_parser = duration)]
+    pub network_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    #[arg(long, env = "TUSD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+    /// Unfinished uploads idle this long expire (410, then removed); 0 turns expiration off.
+    #[arg(long, env = "TUSD_EXPIRE_AFTER", default_value = "0s", value_parser = duration)]
+    pub expire_after: Duration,
+    /// How often expired uploads are removed.
+    #[arg(long, env = "TUSD_EXPIRE_SWEEP_INTERVAL", default_value = "60s", value_parser = duration)]
+    pub expire_sweep_interval: Duration,
+    /// Log format: one line per request either way.
+    #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// etcd endpoints, comma-separated; setting this switches to the etcd locker.
+    #[arg(long, env = "TUSD_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of the etcd locks.
+    #[arg(long, env = "TUSD_ETCD_PREFIX", default_value = "/tusd")]
+    pub etcd_prefix: String,
+    /// Lease TTL of the etcd locker in seconds.
+    #[arg(long, env = "TUSD_ETCD_TTL", default_value_t = 60)]
+    pub etcd_ttl: i64,
+    /// etcd user name (with --etcd-password).
+    #[arg(long, env = "TUSD_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+    /// etcd password.
+    #[arg(long, env = "TUSD_ETCD_PASSWORD", hide_env_values = true)]
+    pub etcd_password: Option<String>,
+    /// CA certificate (PEM) that signed the etcd servers' certificates; enables TLS.
+    #[arg(long, env = "TUSD_ETCD_CA_FILE")]
+    pub etcd_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd mutual TLS.
+    #[arg(long, env = "TUSD_ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<PathBuf>,
+    /// Client key (PEM) for etcd mutual TLS.
+    #[arg(long, env = "TUSD_ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<PathBuf>,
+    /// How long start-up waits for etcd before giving up.
+    #[arg(long, env = "TUSD_ETCD_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub etcd_connect_timeout: Duration,
+}

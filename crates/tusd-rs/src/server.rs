@@ -1,0 +1,145 @@
+//! Assembling and running the server: store, locker, handler, metrics,
+//! CORS, the listener, and the shutdown sequence.
+//!
+//! Shutdown on SIGTERM or SIGINT: stop accepting connections; let requests
+//! in flight finish for up to `--shutdown-timeout`; then tell the bodies
+//! still streaming to stop (each stores what it received, answers with its
+//! offset and unlocks) and give them a short grace to do so; finally release
+//! every lock the locker still holds (for etcd: revoke the lease) and exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tusd_filestore::FileStore;
+use tusd_handler::{Config, StoreComposer, TusHandler};
+
+use crate::cli::Cli;
+use crate::connections::CountingListener;
+use crate::cors::{self, Cors};
+use crate::locker;
+
+/// How long bodies cut short at the shutdown deadline get to answer.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let mut composer = StoreComposer::new();
+    FileStore::new(&cli.upload_dir)
+        .map_err(|e| {
+            format!(
+                "cannot use upload directory {}: {e}",
+                cli.upload_dir.display()
+            )
+        })?
+        .use_in(&mut composer);
+    let locker = locker::install(&cli, &mut composer).await?;
+
+    let config = Config {
+        base_path: cli.base_path.clone(),
+        max_size: cli.max_size,
+        behind_proxy: cli.behind_proxy,
+        disable_download: cli.disable_download,
+        disable_termination: cli.disable_termination,
+        acquire_lock_timeout: cli.acquire_lock_timeout,
+        network_timeout: cli.network_timeout,
+        expire_after: (!cli.expire_after.is_zero()).then_some(cli.expire_after),
+    };
+    let handler = TusHandler::new(&composer, config).map_err(|e| e.to_string())?;
+
+    let mut app = handler.router();
+    if cli.expose_metrics {
+        app = app.merge(metrics_route(&cli.metrics_path, &handler));
+    }
+    if let Some(policy) = Cors::from_cli(&cli)? {
+        app = app.layer(axum::middleware::from_fn(move |req, next| {
+            cors::apply(policy.clone(), req, next)
+        }));
+    }
+
+    let listener = TcpListener::bind((cli.host.as_str(), cli.port))
+        .await
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", cli.host, cli.port))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        "listening on http://{addr}{} (upload dir {})",
+        handler.config().base_path,
+        cli.upload_dir.display()
+    );
+    let sweeper = handler.spawn_expiration_sweeper(cli.expire_sweep_interval);
+
+    let stopping = Arc::new(Notify::new());
+    let signalled = stopping.clone();
+    let listener = CountingListener::new(listener, handler.metrics().connections_open().clone());
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: no new connections, waiting for requests in flight");
+        signalled.notify_one();
+    });
+    let serve = tokio::spawn(async move { serve.await });
+    let deadline = async {
+        stopping.notified().await;
+        tokio::time::sleep(cli.shutdown_timeout).await;
+    };
+    let mut serve = serve;
+    tokio::select! {
+        result = &mut serve => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?,
+        _ = deadline => {
+            tracing::warn!("shutdown timeout reached: stopping request bodies still in flight");
+            handler.begin_shutdown();
+            if tokio::time::timeout(STOP_GRACE, &mut serve).await.is_err() {
+                tracing::warn!("requests still open after the grace period; closing them");
+                serve.abort();
+            }
+        }
+    }
+    handler.begin_shutdown();
+    sweeper.abort();
+    locker.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn metrics_route(path: &str, handler: &TusHandler) -> Router {
+    let mut registry = Registry::default();
+    handler.metrics().register(&mut registry);
+    let registry = Arc::new(registry);
+    Router::new().route(
+        path,
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut text = String::new();
+                match prometheus_client::encoding::text::encode(&mut text, &registry) {
+                    Ok(()) => (
+                        [(
+                            CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response(),
+                    Err(_) => (
+                        [(CONTENT_TYPE, "text/plain")],
+                        "metrics encoding failed\n".to_owned(),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
