@@ -1,1 +1,93 @@
-//! placeholder
+//! A tusd locker on an etcd v3 cluster: the Rust form of tusd's Go
+//! `etcd3locker` package, compatible with it on the wire.
+//!
+//! Why: tus uploads are resumed by retries that a load balancer may send to
+//! any tusd process. Every process serving the same store must agree on who
+//! writes an upload, so the lock lives in etcd, not in a process.
+//!
+//! # Use
+//!
+//! A locker takes a connected etcd client. The most basic locker (a cluster
+//! of its own, default TTL and prefix):
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), etcd3locker::Error> {
+//! use etcd3locker::{connect, ConnectOptions, Etcd3Locker};
+//! use tusd_handler::StoreComposer;
+//!
+//! let client = connect(&ConnectOptions::new(vec!["http://127.0.0.1:2379".into()])).await?;
+//! let locker = Etcd3Locker::new(client);
+//!
+//! let mut composer = StoreComposer::new();
+//! locker.use_in(&mut composer);
+//! # Ok(()) }
+//! ```
+//!
+//! For a cluster shared with other deployments, a prefix of its own:
+//!
+//! ```no_run
+//! # fn example(client: etcd_client::Client) {
+//! let locker = etcd3locker::Etcd3Locker::with_prefix(client, "my-prefix");
+//! # }
+//! ```
+//!
+//! For full control, [`LockerOptions`] (TTL in seconds, prefix):
+//!
+//! ```no_run
+//! # fn example(client: etcd_client::Client) {
+//! use etcd3locker::{Etcd3Locker, LockerOptions};
+//! let locker = Etcd3Locker::with_options(client, LockerOptions::new(15, "my-prefix"));
+//! # }
+//! ```
+//!
+//! The seed's pair, outside a tus server:
+//!
+//! ```no_run
+//! # async fn example(locker: etcd3locker::Etcd3Locker) -> Result<(), etcd3locker::Error> {
+//! locker.lock_upload("f81d4fae7dec11d0a76500a0c91e6bf6").await?; // waits up to 5 s
+//! locker.unlock_upload("f81d4fae7dec11d0a76500a0c91e6bf6").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! - Keys follow etcd's Go `concurrency.Mutex` exactly (`{prefix}{id}/{lease
+//!   hex}`, lowest create revision owns), so Go tusd nodes and `etcdctl lock
+//!   {prefix}{id}` take the same locks. An uncontended lock and unlock cost
+//!   two raft writes: the Txn that creates the key and the delete.
+//! - One lease per locker, kept alive by one task; the locker trusts it only
+//!   up to two thirds of the TTL after the last acknowledged keep-alive was
+//!   sent, and tells every holder its lock is lost before etcd could expire
+//!   the lease.
+//! - Callers in one process queue locally per id, so a process holds at most
+//!   one key per id.
+//! - A holder is asked to release when anyone queues behind it: a local
+//!   caller directly, any other contender through its key.
+//! - The fencing token of a lock is its key's create revision.
+//!
+//! # Layout
+//! - [`options`]: [`LockerOptions`] and the defaults.
+//! - [`connect`](mod@connect): [`ConnectOptions`] and [`connect()`], a client
+//!   with a clear error when etcd is unreachable.
+//! - `locker`: [`Etcd3Locker`], the seed's API and the handler's `Locker`.
+//! - `lease`: the locker's one lease, its keep-alive and loss.
+//! - `lock`: the `concurrency.Mutex` key protocol.
+//! - `wait`: watching predecessors (waiters) and successors (release requests).
+//! - `queue`: local queueing per id.
+//! - `call`: one etcd request under a deadline, retried while unavailable.
+//! - [`error`]: [`Error`].
+
+mod call;
+pub mod connect;
+pub mod error;
+mod lease;
+mod lock;
+mod locker;
+pub mod options;
+mod queue;
+mod wait;
+
+pub use connect::{connect, ConnectOptions};
+pub use error::Error;
+pub use locker::Etcd3Locker;
+pub use options::{LockerOptions, DEFAULT_PREFIX, DEFAULT_TTL, GRANT_TIMEOUT};

@@ -1,0 +1,231 @@
+//! [`Etcd3Locker`]: the seed's API, and the handler's [`Locker`] interface.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::Client;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tusd_handler::{Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId};
+
+use crate::call::ATTEMPT_TIMEOUT;
+use crate::lease::{Lease, Leases};
+use crate::lock::{acquire, own_key, release, AcquireError};
+use crate::queue::{LocalQueue, Turn};
+use crate::wait::request_release_on_waiter;
+use crate::{Error, LockerOptions};
+
+/// How long [`Etcd3Locker::lock_upload`] waits, as the Go locker does.
+const LOCK_UPLOAD_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a lock is held before it watches for waiters. Most locks (a
+/// HEAD, a short PATCH) are gone by then and never pay for a watch; a waiter
+/// that came earlier is still seen, because the watch starts from the
+/// revision after the holder's key.
+const RELEASE_WATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// How long an unlock may try to delete its key.
+const UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Distributed per-upload locks on an etcd v3 cluster.
+///
+/// Cheap to clone: clones share the lease, the local queues and the locks.
+/// Dropping the last clone stops the keep-alive, so the locks expire after
+/// the TTL; call [`Etcd3Locker::shutdown`] to give them up at once.
+#[derive(Clone)]
+pub struct Etcd3Locker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    options: LockerOptions,
+    leases: Leases,
+    queue: LocalQueue,
+    /// Locks taken through [`Etcd3Locker::lock_upload`], by id.
+    uploads: Mutex<HashMap<String, Lock>>,
+}
+
+impl Etcd3Locker {
+    /// A locker with TTL 60 s and prefix `/tusd`. The client must be
+    /// connected (see [`crate::connect`]); nothing is sent before the first lock.
+    pub fn new(client: Client) -> Etcd3Locker {
+        Etcd3Locker::with_options(client, LockerOptions::default())
+    }
+
+    /// A locker whose keys live under `prefix`, for clusters shared by several
+    /// tusd deployments: lockers with different prefixes never exclude each other.
+    pub fn with_prefix(client: Client, prefix: &str) -> Etcd3Locker {
+        Etcd3Locker::with_options(client, LockerOptions::new(0, prefix))
+    }
+
+    /// A locker with the given TTL and prefix.
+    pub fn with_options(client: Client, options: LockerOptions) -> Etcd3Locker {
+        Etcd3Locker {
+            inner: Arc::new(Inner {
+                leases: Leases::new(client.clone(), options.ttl_duration()),
+                client,
+                options,
+                queue: LocalQueue::default(),
+                uploads: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The etcd client the locker sends its requests through.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The TTL and prefix the locker was built with.
+    pub fn options(&self) -> &LockerOptions {
+        &self.inner.options
+    }
+
+    /// Makes this locker the composer's locker.
+    pub fn use_in(&self, composer: &mut StoreComposer) {
+        composer.use_locker(Arc::new(self.clone()));
+    }
+
+    /// Takes the lock on `id`, waiting up to 5 seconds, and keeps it until
+    /// [`Etcd3Locker::unlock_upload`]. Fails with [`Error::FileLocked`] when
+    /// someone else (another process, or an earlier `lock_upload` of this
+    /// locker) still holds it then, and with [`Error::InvalidId`] for ids that
+    /// are empty or contain `/`.
+    pub async fn lock_upload(&self, id: &str) -> Result<(), Error> {
+        let lock = self.lock_id(id, Instant::now() + LOCK_UPLOAD_WAIT).await?;
+        self.inner
+            .uploads
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), lock);
+        Ok(())
+    }
+
+    /// Gives back a lock taken with [`Etcd3Locker::lock_upload`]. Fails with
+    /// [`Error::LockNotHeld`] when this locker does not hold `id`, and with
+    /// [`Error::LockLost`] when the lock was lost while held.
+    pub async fn unlock_upload(&self, id: &str) -> Result<(), Error> {
+        let lock = self.inner.uploads.lock().unwrap().remove(id);
+        let lock = lock.ok_or(Error::LockNotHeld)?;
+        lock.unlock().await.map_err(|e| match e {
+            LockError::Lost => Error::LockLost,
+            LockError::NotHeld => Error::LockNotHeld,
+            LockError::Timeout => Error::Unavailable("unlock timed out".to_owned()),
+            LockError::Unavailable(reason) => Error::Unavailable(reason),
+        })
+    }
+
+    /// Revokes the lease, so all locks of this locker go at once; their
+    /// holders are told the locks are lost. Later locks fail with
+    /// [`Error::ShutDown`].
+    pub async fn shutdown(&self) {
+        self.inner.leases.shutdown().await;
+        let uploads = std::mem::take(&mut *self.inner.uploads.lock().unwrap());
+        drop(uploads);
+    }
+
+    async fn lock_id(&self, id: &str, deadline: Instant) -> Result<Lock, Error> {
+        if id.is_empty() || id.contains('/') {
+            return Err(Error::InvalidId(id.to_owned()));
+        }
+        let inner = &self.inner;
+        let turn = inner
+            .queue
+            .wait_turn(id, deadline)
+            .await
+            .ok_or(Error::FileLocked)?;
+        let name = format!("{}{id}/", inner.options.prefix());
+        loop {
+            let lease = inner.leases.get(deadline).await?;
+            let revision = match acquire(&inner.client, &name, &lease, deadline).await {
+                Ok(revision) => revision,
+                Err(AcquireError::StillHeld) => return Err(Error::FileLocked),
+                Err(AcquireError::LeaseLost) if Instant::now() < deadline => continue,
+                Err(AcquireError::LeaseLost) => return Err(Error::LockLost),
+                Err(AcquireError::Failed(e)) => return Err(e),
+            };
+            let signals = LockSignals::new();
+            let Some(registration) = lease.register(&signals) else {
+                continue;
+            };
+            turn.set_holder(&signals);
+            let key = own_key(&name, &lease);
+            let stop = CancellationToken::new();
+            tokio::spawn(watch_for_waiters(
+                inner.client.clone(),
+                name,
+                key.clone(),
+                revision,
+                signals.clone(),
+                stop.clone(),
+            ));
+            let held = HeldLock {
+                client: inner.client.clone(),
+                key,
+                lease,
+                registration,
+                signals: signals.clone(),
+                stop_watch: stop,
+                _turn: turn,
+            };
+            return Ok(Lock::new(signals, Some(revision), Box::new(held)));
+        }
+    }
+}
+
+async fn watch_for_waiters(
+    client: Client,
+    name: String,
+    key: String,
+    revision: i64,
+    signals: LockSignals,
+    stop: CancellationToken,
+) {
+    tokio::select! {
+        _ = stop.cancelled() => return,
+        _ = tokio::time::sleep(RELEASE_WATCH_DELAY) => {}
+    }
+    request_release_on_waiter(client, name, key, revision, signals, stop).await;
+}
+
+#[async_trait]
+impl Locker for Etcd3Locker {
+    async fn lock(&self, id: &UploadId, deadline: Instant) -> Result<Lock, LockError> {
+        Ok(self.lock_id(id.as_str(), deadline).await?)
+    }
+
+    async fn shutdown(&self) {
+        Etcd3Locker::shutdown(self).await;
+    }
+}
+
+/// A lock this locker holds: its key, the lease the key lives on, and its
+/// place in the local queue, which the next local caller gets on release.
+struct HeldLock {
+    client: Client,
+    key: String,
+    lease: Arc<Lease>,
+    registration: u64,
+    signals: LockSignals,
+    stop_watch: CancellationToken,
+    _turn: Turn,
+}
+
+#[async_trait]
+impl Release for HeldLock {
+    async fn release(self: Box<Self>) -> Result<(), LockError> {
+        self.stop_watch.cancel();
+        self.lease.unregister(self.registration);
+        if self.signals.is_lost() || self.lease.is_lost() {
+            // The lease is being revoked (or has expired), which deletes the key.
+            return Err(LockError::Lost);
+        }
+        let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
+        release(&self.client, &self.key, deadline)
+            .await
+            .map_err(LockError::from)
+    }
+}

@@ -1,0 +1,165 @@
+//! Watching the keys under one lock name: a waiter waits for the keys before
+//! it to go; a holder watches for keys after it to appear.
+//!
+//! A waiter watches only its nearest predecessor (the key with the highest
+//! create revision below its own), as etcd's Go `waitDeletes` does, so a
+//! release wakes one waiter, not all of them. When the predecessor goes, the
+//! waiter looks again: an earlier key may still be there (the predecessor
+//! was a waiter that gave up).
+//!
+//! Watches start one revision after the state they continue from, so no
+//! event in between is missed, and a watch that breaks (a member went down)
+//! is opened again from the last revision seen.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, EventType, GetOptions, SortOrder, SortTarget, WatchFilterType, WatchOptions,
+};
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+use tusd_handler::LockSignals;
+
+use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
+
+/// Waits until no key under `name` has a create revision at or below
+/// `max_revision`: `Ok(true)` then, `Ok(false)` when `deadline` passed while
+/// such a key remained, an error when etcd failed or did not answer.
+pub(crate) async fn wait_for_predecessors(
+    client: &Client,
+    name: &str,
+    max_revision: i64,
+    deadline: Instant,
+) -> Result<bool, CallError> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Descend)
+        .with_max_create_revision(max_revision)
+        .with_limit(1)
+        .with_keys_only();
+    loop {
+        let predecessors = retry(deadline, ATTEMPT_TIMEOUT, || {
+            let mut client = client.clone();
+            let options = options.clone();
+            async move { client.get(name, Some(options)).await }
+        })
+        .await?;
+        let Some(nearest) = predecessors.kvs().first() else {
+            return Ok(true);
+        };
+        let seen_at = predecessors.header().map_or(0, |h| h.revision());
+        let key = nearest.key().to_vec();
+        match tokio::time::timeout_at(deadline, wait_deleted(client, key, seen_at + 1)).await {
+            Ok(()) => continue,
+            Err(_) => return Ok(false),
+        }
+    }
+}
+
+/// Returns once `key` is deleted at or after `from_revision`, or when the
+/// watch breaks (the caller then looks again).
+async fn wait_deleted(client: &Client, key: Vec<u8>, from_revision: i64) {
+    let options = WatchOptions::new()
+        .with_start_revision(from_revision)
+        .with_filters([WatchFilterType::NoPut]);
+    let mut client = client.clone();
+    let Ok(mut stream) = client.watch(key, Some(options)).await else {
+        sleep(Duration::from_millis(50)).await;
+        return;
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) if response.canceled() => return,
+            Ok(Some(response)) => {
+                if response
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == EventType::Delete)
+                {
+                    return;
+                }
+            }
+            _ => {
+                sleep(Duration::from_millis(50)).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Asks the holder of `own_key` (created at `own_revision`) to release as
+/// soon as any later key appears under `name`: a waiter in another process,
+/// a Go tusd node or `etcdctl lock`. Runs until `stop` or the request.
+pub(crate) async fn request_release_on_waiter(
+    client: Client,
+    name: String,
+    own_key: String,
+    own_revision: i64,
+    signals: LockSignals,
+    stop: CancellationToken,
+) {
+    let mut from_revision = own_revision + 1;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_revision)
+            .with_filters([WatchFilterType::NoDelete]);
+        let mut client = client.clone();
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = client.watch(name.as_str(), Some(options)) => opened,
+        };
+        if let Ok(mut stream) = opened {
+            loop {
+                let message = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    message = stream.message() => message,
+                };
+                let Ok(Some(response)) = message else { break };
+                if response.canceled() {
+                    // Compacted past our revision: the history is gone, so
+                    // look at the keys themselves, then watch from now on.
+                    match later_keys(&mut client, &name, own_revision).await {
+                        Some((0, now)) => from_revision = now + 1,
+                        Some(_) => {
+                            signals.request_release();
+                            return;
+                        }
+                        None => {}
+                    }
+                    break;
+                }
+                let mut waiter = false;
+                for kv in response.events().iter().filter_map(|event| event.kv()) {
+                    waiter |= kv.create_revision() > own_revision && kv.key() != own_key.as_bytes();
+                    from_revision = from_revision.max(kv.mod_revision() + 1);
+                }
+                if waiter {
+                    signals.request_release();
+                    return;
+                }
+                backoff = Duration::from_millis(50);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// How many keys under `name` were created after `own_revision`, and the
+/// revision of that answer; `None` when etcd did not answer.
+async fn later_keys(client: &mut Client, name: &str, own_revision: i64) -> Option<(i64, i64)> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_min_create_revision(own_revision + 1)
+        .with_count_only();
+    let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, client.get(name, Some(options)))
+        .await
+        .ok()?
+        .ok()?;
+    Some((answer.count(), answer.header()?.revision()))
+}
