@@ -34,7 +34,6 @@ async fn main() -> ExitCode {
     match server::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("tusd-rs: {e}");
             ExitCode::FAILURE
         }
