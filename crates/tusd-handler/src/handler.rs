@@ -64,11 +64,14 @@ impl TusHandler {
     }
 
     /// The routes under the base path, ready to merge into any axum app.
+    /// Every path below the base reaches [`dispatch`], even one with several
+    /// segments, so that every answer under the base (a 404 for a path that
+    /// is no upload id included) carries `Tus-Resumable`.
     pub fn router(&self) -> Router {
         let base = self.inner.config.base_path.clone();
         let mut router = Router::new()
             .route(&base, any(dispatch))
-            .route(&format!("{base}{{id}}"), any(dispatch));
+            .route(&format!("{base}{{*rest}}"), any(dispatch));
         if base != "/" {
             router = router.route(base.trim_end_matches('/'), any(dispatch));
         }

@@ -1,14 +1,14 @@
 //! The tus protocol, one module per extension, as the spec splits it.
 //!
-//! - [`core`]: OPTIONS, HEAD and PATCH (plus the body-receiving path that
+//! - [`core`] — OPTIONS, HEAD and PATCH (plus the body-receiving path that
 //!   creation-with-upload shares).
-//! - [`creation`]: POST, with creation-with-upload and creation-defer-length.
-//! - [`termination`]: DELETE.
-//! - [`concatenation`]: partial and final uploads, including finals created
+//! - [`creation`] — POST, with creation-with-upload and creation-defer-length.
+//! - [`termination`] — DELETE.
+//! - [`concatenation`] — partial and final uploads, including finals created
 //!   before their partials finished.
-//! - [`checksum`]: digests of PATCH bodies.
-//! - [`expiration`]: `Upload-Expires`, 410 and the sweeper.
-//! - [`download`]: GET with Range (not a tus extension, but tusd's).
+//! - [`checksum`] — digests of PATCH bodies.
+//! - [`expiration`] — `Upload-Expires`, 410 and the sweeper.
+//! - [`download`] — GET with Range (not a tus extension, but tusd's).
 
 pub mod checksum;
 pub mod concatenation;

@@ -1,0 +1,166 @@
+//! Small tus client steps shared by the HTTP integration tests. Starting the
+//! server itself is `tusd_testsupport::TusServer`'s job.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::{Client, Method, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tusd_testsupport::TusServer;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
+pub const OCTETS: &str = "application/offset+octet-stream";
+
+pub fn client() -> Client {
+    Client::new()
+}
+
+/// A request with `Tus-Resumable: 1.0.0` already set.
+pub fn tus(method: Method, url: &str) -> reqwest::RequestBuilder {
+    client()
+        .request(method, url)
+        .header("Tus-Resumable", "1.0.0")
+}
+
+/// Creates an upload of `length` bytes and returns its URL.
+pub async fn create(server: &TusServer, length: u64) -> String {
+    create_with(server, &[("Upload-Length", &length.to_string())]).await
+}
+
+/// POSTs with extra headers, expects 201 and returns the Location.
+pub async fn create_with(server: &TusServer, headers: &[(&str, &str)]) -> String {
+    let mut request = tus(Method::POST, &server.files_url());
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+pub async fn patch(url: &str, offset: u64, body: impl Into<reqwest::Body>) -> Response {
+    tus(Method::PATCH, url)
+        .header("Upload-Offset", offset.to_string())
+        .header("Content-Type", OCTETS)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn head(url: &str) -> Response {
+    tus(Method::HEAD, url).send().await.unwrap()
+}
+
+/// The `Upload-Offset` a HEAD reports.
+pub async fn offset(url: &str) -> u64 {
+    let r = head(url).await;
+    assert_eq!(r.status(), 200, "HEAD {url}");
+    header_u64(&r, "upload-offset")
+}
+
+pub fn header_u64(r: &Response, name: &str) -> u64 {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+pub async fn get_bytes(url: &str) -> (u16, Vec<u8>) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+}
+
+/// The last path segment of an upload URL.
+pub fn id_of(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}
+
+/// Names of the files in `dir`, sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// Size of an upload's data file, 0 when it does not exist (yet).
+pub fn data_len(server: &TusServer, url: &str) -> u64 {
+    std::fs::metadata(server.upload_dir().join(id_of(url))).map_or(0, |m| m.len())
+}
+
+/// Polls `check` every 20 ms, at most `tries` times; panics with `what` if
+/// it never holds.
+pub async fn eventually<F, Fut>(what: &str, tries: usize, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..tries {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Sends `request` as raw bytes (so nothing normalises the path) and
+/// returns the whole response text.
+pub async fn raw(server: &TusServer, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Status code of a raw response.
+pub fn raw_status(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"))
+}
+
+/// A request body fed by the test: write to the returned half whenever you
+/// like; dropping it ends the body.
+pub fn slow_body() -> (tokio::io::DuplexStream, reqwest::Body) {
+    let (writer, reader) = tokio::io::duplex(1024);
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
+    (writer, body)
+}
+
+/// The value of an unlabelled metric line `name value` in OpenMetrics text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            let (n, v) = l.rsplit_once(' ')?;
+            (n == name).then(|| v.parse().ok()).flatten()
+        })
+        .unwrap_or(0.0)
+}
+
+pub async fn metrics(server: &TusServer) -> String {
+    client()
+        .get(format!("{}/metrics", server.origin()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
