@@ -1,0 +1,606 @@
+//! tusd-rs driven by two tus clients written elsewhere: tus-js-client (under
+//! Node) and tuspy (`tusclient`), through the scripts in tests/clients/. Each
+//! test starts a real server, makes a random source file, runs a client as a
+//! child process and compares the server's bytes with the source.
+//!
+//! The clients are installed by scripts/install-clients.sh; without them
+//! these tests fail (they do not skip).
+//!
+//! Not covered, because the pinned clients cannot do it:
+//! - tuspy 1.1.0 has no deferred length (no Upload-Defer-Length) and no
+//!   concatenation;
+//! - tus-js-client has no Upload-Checksum support.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+use sha1::{Digest, Sha1};
+use tusd_testsupport::TusServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+/// Safety net against a hung client; no test expects to come near it.
+const LINE_TIMEOUT: Duration = Duration::from_secs(120);
+const INSTALL_HINT: &str = "run scripts/install-clients.sh (from the repository root)";
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients")
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `node tests/clients/js/upload.mjs <endpoint> <file> <mode> <args...>`
+fn js(endpoint: &str, file: &Path, mode: &str, args: &[&str]) -> Command {
+    let dir = clients_dir().join("js");
+    let installed = dir.join("node_modules/tus-js-client/package.json");
+    assert!(
+        installed.is_file(),
+        "tus-js-client is not installed ({} is missing): {INSTALL_HINT}",
+        installed.display()
+    );
+    let mut command = Command::new("node");
+    command
+        .current_dir(&dir)
+        .arg(dir.join("upload.mjs"))
+        .arg(endpoint)
+        .arg(file)
+        .arg(mode)
+        .args(args);
+    command
+}
+
+/// `<repo>/.venv/bin/python tests/clients/python/upload.py <endpoint> <file> <mode> <args...>`
+fn py(endpoint: &str, file: &Path, mode: &str, args: &[&str]) -> Command {
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "the client venv is missing ({} does not exist): {INSTALL_HINT}",
+        python.display()
+    );
+    let probe = Command::new(&python)
+        .args(["-c", "import tusclient"])
+        .output()
+        .expect("running the venv's python");
+    assert!(
+        probe.status.success(),
+        "tuspy is not installed in {}: {INSTALL_HINT}\n{}",
+        python.display(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let dir = clients_dir().join("python");
+    let mut command = Command::new(python);
+    command
+        .current_dir(&dir)
+        .arg("-u")
+        .arg(dir.join("upload.py"))
+        .arg(endpoint)
+        .arg(file)
+        .arg(mode)
+        .args(args);
+    command
+}
+
+/// What one client process did: its exit status and its JSON event lines.
+struct Run {
+    status: ExitStatus,
+    events: Vec<Value>,
+    stderr: String,
+    killed: bool,
+}
+
+impl Run {
+    fn of(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    fn requests(&self, method: &str) -> Vec<&Value> {
+        self.of("request")
+            .into_iter()
+            .filter(|e| e["method"] == method)
+            .collect()
+    }
+
+    fn success_url(&self) -> String {
+        let success = self.of("success");
+        assert!(
+            self.status.success() && success.len() == 1,
+            "the client did not succeed: {self:?}"
+        );
+        success[0]["url"].as_str().expect("url").to_owned()
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "status {:?}, killed {}", self.status, self.killed)?;
+        for event in &self.events {
+            writeln!(f, "  {event}")?;
+        }
+        write!(f, "stderr:\n{}", self.stderr)
+    }
+}
+
+/// Runs `command` to the end, or until an event satisfies `kill_when`, at
+/// which point the process gets SIGKILL.
+fn drive(mut command: Command, kill_when: Option<&dyn Fn(&Value) -> bool>) -> Run {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e} ({INSTALL_HINT}?)"));
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr_pipe = child.stderr.take().expect("piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut events = Vec::new();
+    let mut killed = false;
+    loop {
+        match rx.recv_timeout(LINE_TIMEOUT) {
+            Ok(line) => {
+                let event: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
+                let kill = kill_when.is_some_and(|f| f(&event));
+                events.push(event);
+                if kill {
+                    child.kill().expect("SIGKILL the client");
+                    killed = true;
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{command:?} printed nothing for {LINE_TIMEOUT:?}; events: {events:#?}");
+            }
+        }
+    }
+    let status = child.wait().expect("waiting for the client");
+    let stderr = stderr_thread.join().unwrap_or_default();
+    Run {
+        status,
+        events,
+        stderr,
+        killed,
+    }
+}
+
+/// `len` pseudo-random bytes (xorshift64*, seeded), written to `dir/name`.
+fn source_file(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, &data).expect("writing the source file");
+    (path, data)
+}
+
+fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    if actual != expected {
+        let first = actual
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(actual.len().min(expected.len()));
+        panic!(
+            "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
+            actual.len(),
+            expected.len()
+        );
+    }
+}
+
+/// The upload's data file in the file store, named by the URL's last segment.
+fn data_file(server: &TusServer, url: &str) -> Vec<u8> {
+    let id = url.rsplit('/').next().expect("upload id");
+    let path = server.upload_dir().join(id);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Checks the upload at `url` both by GET and in the upload dir.
+async fn assert_upload_is(server: &TusServer, url: &str, expected: &[u8]) {
+    assert!(url.starts_with(&server.files_url()), "{url}");
+    let response = reqwest::get(url).await.expect("GET the upload");
+    assert_eq!(response.status(), 200, "GET {url}");
+    let body = response.bytes().await.expect("GET body");
+    assert_same_bytes(&body, expected, &format!("GET {url}"));
+    assert_same_bytes(&data_file(server, url), expected, "data file");
+}
+
+async fn head(url: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .head(url)
+        .header("Tus-Resumable", "1.0.0")
+        .send()
+        .await
+        .expect("HEAD the upload")
+}
+
+async fn head_offset(url: &str) -> u64 {
+    let response = head(url).await;
+    assert_eq!(response.status(), 200, "HEAD {url}");
+    response.headers()["upload-offset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `tusd_bytes_received_total` from /metrics.
+async fn bytes_received(server: &TusServer) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.origin()))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix("tusd_bytes_received_total "))
+        .unwrap_or_else(|| panic!("no tusd_bytes_received_total in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+fn offset_of(event: &Value, key: &str) -> u64 {
+    match &event[key] {
+        Value::Number(n) => n.as_u64().expect("u64"),
+        Value::String(s) => s.parse().expect("offset"),
+        other => panic!("no {key} in {event} ({other})"),
+    }
+}
+
+// ---------------------------------------------------------------- tus-js-client
+
+#[tokio::test]
+async fn js_plain_upload_in_chunks() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "plain.bin", 3 * MIB + 123, 1);
+    let chunk = 512 * KIB;
+
+    let run = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "plain",
+            &["--chunk-size", &chunk.to_string()],
+        ),
+        None,
+    );
+    let url = run.success_url();
+    let patches = run.requests("PATCH");
+    assert_eq!(patches.len(), data.len().div_ceil(chunk), "{run:?}");
+    for (i, patch) in patches.iter().enumerate() {
+        assert_eq!(offset_of(patch, "uploadOffset"), (i * chunk) as u64);
+    }
+    assert_eq!(
+        run.requests("POST")[0]["uploadLength"],
+        data.len().to_string()
+    );
+    assert_upload_is(&server, &url, &data).await;
+    assert_eq!(bytes_received(&server).await, data.len() as u64);
+}
+
+#[tokio::test]
+async fn js_resume_after_sigkill() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "resume.bin", 4 * MIB + 321, 2);
+    let url_file = tmp.path().join("upload-url");
+    let url_file = url_file.to_str().unwrap();
+    let chunk = (256 * KIB).to_string();
+
+    // First run: each PATCH waits 50 ms before it goes out, so the client is
+    // surely mid-way (16+ chunks) when it is killed after its first chunk.
+    let first = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "resume",
+            &[
+                "--chunk-size",
+                &chunk,
+                "--url-file",
+                url_file,
+                "--delay-ms",
+                "50",
+            ],
+        ),
+        Some(&|e: &Value| e["event"] == "chunk" && offset_of(e, "offset") > 0),
+    );
+    assert!(first.killed, "{first:?}");
+    assert!(first.of("success").is_empty(), "{first:?}");
+    let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
+    let stopped_at = head_offset(&url).await;
+    assert!(
+        stopped_at > 0 && stopped_at < data.len() as u64,
+        "offset after the kill: {stopped_at}"
+    );
+
+    // Second run: a new process, resuming from the stored URL.
+    let second = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "resume",
+            &["--chunk-size", &chunk, "--url-file", url_file],
+        ),
+        None,
+    );
+    assert_eq!(second.success_url(), url);
+    assert!(
+        second.requests("POST").is_empty(),
+        "resuming must not create: {second:?}"
+    );
+    let heads = second.of("response");
+    assert_eq!(heads[0]["method"], "HEAD", "{second:?}");
+    assert_eq!(offset_of(heads[0], "uploadOffset"), stopped_at);
+    let patches = second.requests("PATCH");
+    assert_eq!(
+        offset_of(patches[0], "uploadOffset"),
+        stopped_at,
+        "the second run must start where the server is: {second:?}"
+    );
+    assert_upload_is(&server, &url, &data).await;
+    // Every byte was stored once: nothing re-sent after resuming.
+    assert_eq!(bytes_received(&server).await, data.len() as u64);
+}
+
+#[tokio::test]
+async fn js_deferred_length_from_a_stream() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    // Not a multiple of the chunk size: with a multiple, tus-js-client 4.3.1
+    // never sends the final Upload-Length (tus-js-client issue #779); the
+    // script reports that as "stalled".
+    let (file, data) = source_file(tmp.path(), "deferred.bin", 3 * MIB + 777, 3);
+
+    let run = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "deferred",
+            &["--chunk-size", &(512 * KIB).to_string()],
+        ),
+        None,
+    );
+    let url = run.success_url();
+    let post = run.requests("POST");
+    assert_eq!(post.len(), 1, "{run:?}");
+    assert_eq!(post[0]["uploadDeferLength"], "1", "{run:?}");
+    assert_eq!(post[0]["uploadLength"], Value::Null, "{run:?}");
+    let patches = run.requests("PATCH");
+    let (last, earlier) = patches.split_last().expect("PATCHes");
+    assert!(!earlier.is_empty(), "several chunks: {run:?}");
+    assert!(
+        earlier.iter().all(|p| p["uploadLength"].is_null()),
+        "{run:?}"
+    );
+    assert_eq!(last["uploadLength"], data.len().to_string(), "{run:?}");
+    assert_upload_is(&server, &url, &data).await;
+    let head = head(&url).await;
+    assert_eq!(
+        head.headers()["upload-length"],
+        data.len().to_string().as_str()
+    );
+    assert!(head.headers().get("upload-defer-length").is_none());
+}
+
+#[tokio::test]
+async fn js_parallel_uploads_are_concatenated() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "parallel.bin", 3 * MIB + 5, 4);
+
+    let run = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "parallel",
+            &["--chunk-size", &(512 * KIB).to_string(), "--parallel", "3"],
+        ),
+        None,
+    );
+    let url = run.success_url();
+    let posts = run.requests("POST");
+    let partials: Vec<_> = posts
+        .iter()
+        .filter(|p| p["uploadConcat"] == "partial")
+        .collect();
+    assert_eq!(partials.len(), 3, "{run:?}");
+    let finals: Vec<_> = posts
+        .iter()
+        .filter(|p| {
+            p["uploadConcat"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("final;")
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "{run:?}");
+    assert_eq!(
+        finals[0]["uploadConcat"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        3
+    );
+    // Each part took several PATCHes.
+    assert!(run.requests("PATCH").len() > 3, "{run:?}");
+    assert_upload_is(&server, &url, &data).await;
+    let head = head(&url).await;
+    assert_eq!(
+        head.headers()["upload-offset"],
+        data.len().to_string().as_str()
+    );
+    let concat = head.headers()["upload-concat"].to_str().unwrap().to_owned();
+    assert!(concat.starts_with("final;"), "{concat}");
+}
+
+// ------------------------------------------------------------------------ tuspy
+
+#[tokio::test]
+async fn py_plain_upload_in_chunks() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "plain.bin", 3 * MIB + 99, 5);
+    let chunk = 512 * KIB;
+
+    let run = drive(
+        py(
+            &server.files_url(),
+            &file,
+            "plain",
+            &["--chunk-size", &chunk.to_string()],
+        ),
+        None,
+    );
+    let url = run.success_url();
+    let chunks = run.of("chunk");
+    assert_eq!(chunks.len(), data.len().div_ceil(chunk), "{run:?}");
+    assert!(chunks.iter().all(|c| c["checksum"].is_null()));
+    assert_upload_is(&server, &url, &data).await;
+    assert_eq!(bytes_received(&server).await, data.len() as u64);
+}
+
+#[tokio::test]
+async fn py_resume_after_sigkill_from_url_storage() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "resume.bin", 4 * MIB + 17, 6);
+    let storage = tmp.path().join("tuspy-urls.json");
+    let storage = storage.to_str().unwrap();
+    let chunk = (256 * KIB).to_string();
+
+    let first = drive(
+        py(
+            &server.files_url(),
+            &file,
+            "resume",
+            &[
+                "--chunk-size",
+                &chunk,
+                "--url-storage",
+                storage,
+                "--delay-ms",
+                "50",
+            ],
+        ),
+        Some(&|e: &Value| e["event"] == "chunk" && offset_of(e, "offset") > 0),
+    );
+    assert!(first.killed, "{first:?}");
+    let url = first.of("url")[0]["url"].as_str().unwrap().to_owned();
+    let stopped_at = head_offset(&url).await;
+    assert!(
+        stopped_at > 0 && stopped_at < data.len() as u64,
+        "offset after the kill: {stopped_at}"
+    );
+
+    // Second run: tuspy finds the URL by the file's fingerprint in its
+    // FileStorage, asks the server for the offset (HEAD) and goes on.
+    let second = drive(
+        py(
+            &server.files_url(),
+            &file,
+            "resume",
+            &["--chunk-size", &chunk, "--url-storage", storage],
+        ),
+        None,
+    );
+    assert_eq!(second.of("resuming").len(), 1, "{second:?}");
+    assert_eq!(second.success_url(), url);
+    assert_eq!(
+        offset_of(second.of("start")[0], "offset"),
+        stopped_at,
+        "the second run must start where the server is: {second:?}"
+    );
+    assert_upload_is(&server, &url, &data).await;
+    assert_eq!(bytes_received(&server).await, data.len() as u64);
+}
+
+#[tokio::test]
+async fn py_checksum_upload() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "checksum.bin", 2 * MIB + 1000, 7);
+    let chunk = 512 * KIB;
+
+    let run = drive(
+        py(
+            &server.files_url(),
+            &file,
+            "checksum",
+            &["--chunk-size", &chunk.to_string()],
+        ),
+        None,
+    );
+    let url = run.success_url();
+    let chunks = run.of("chunk");
+    assert_eq!(chunks.len(), data.len().div_ceil(chunk), "{run:?}");
+    // Each PATCH carried "Upload-Checksum: sha1 <base64 of the chunk's sha1>".
+    for (i, piece) in data.chunks(chunk).enumerate() {
+        let expected = format!(
+            "sha1 {}",
+            base64::engine::general_purpose::STANDARD.encode(Sha1::digest(piece))
+        );
+        assert_eq!(chunks[i]["checksum"], expected.as_str(), "chunk {i}");
+    }
+    assert_upload_is(&server, &url, &data).await;
+}
+
+#[tokio::test]
+async fn py_checksum_mismatch_is_refused() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, _data) = source_file(tmp.path(), "bad.bin", MIB, 8);
+
+    // Same client, same header name and algorithm, but the digest is of other
+    // bytes: the server must answer 460 and keep nothing.
+    let run = drive(
+        py(
+            &server.files_url(),
+            &file,
+            "badchecksum",
+            &["--chunk-size", &(256 * KIB).to_string()],
+        ),
+        None,
+    );
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let errors = run.of("error");
+    assert_eq!(errors.len(), 1, "{run:?}");
+    assert_eq!(errors[0]["status"], 460, "{run:?}");
+    assert!(run.of("chunk").is_empty(), "{run:?}");
+    let url = run.of("url")[0]["url"].as_str().unwrap().to_owned();
+    assert_eq!(head_offset(&url).await, 0);
+    assert!(data_file(&server, &url).is_empty());
+    // Not asserted: tusd_bytes_received_total, which (help text "Upload
+    // bytes stored") still counts the discarded chunk's bytes.
+}
