@@ -53,7 +53,8 @@
 //!
 //! - Keys follow etcd's Go `concurrency.Mutex` exactly (`{prefix}{id}/{lease
 //!   hex}`, lowest create revision owns), so Go tusd nodes and `etcdctl lock
-//!   {prefix}{id}` take the same locks. An uncontended lock and unlock cost
+//!   {prefix}{id}` take the same locks. As in the Go locker, nothing separates
+//!   prefix and id: upload `abc` under `/tusd` is the lock `/tusdabc`. An uncontended lock and unlock cost
 //!   two raft writes: the Txn that creates the key and the delete.
 //! - One lease per locker, kept alive by one task; the locker trusts it only
 //!   up to two thirds of the TTL after the last acknowledged keep-alive was
@@ -66,8 +67,8 @@
 //! - The fencing token of a lock is its key's create revision.
 //!
 //! # Layout
-//! - [`options`]: [`LockerOptions`] and the defaults.
-//! - [`connect`](mod@connect): [`ConnectOptions`] and [`connect()`], a client
+//! - [`options`] holds [`LockerOptions`] and the defaults.
+//! - [`connect`](mod@connect) holds [`ConnectOptions`] and [`connect()`], a client
 //!   with a clear error when etcd is unreachable.
 //! - `locker`: [`Etcd3Locker`], the seed's API and the handler's `Locker`.
 //! - `lease`: the locker's one lease, its keep-alive and loss.
@@ -75,7 +76,7 @@
 //! - `wait`: watching predecessors (waiters) and successors (release requests).
 //! - `queue`: local queueing per id.
 //! - `call`: one etcd request under a deadline, retried while unavailable.
-//! - [`error`]: [`Error`].
+//! - [`error`] holds [`Error`].
 
 mod call;
 pub mod connect;

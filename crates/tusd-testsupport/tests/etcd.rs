@@ -19,7 +19,9 @@ async fn single_node_serves_pauses_and_restarts() {
     let mut client = server.client().await;
     let got = client.get("k", None).await.unwrap();
     assert_eq!(got.kvs()[0].value(), b"v", "data survives a restart");
-    assert!(server.metrics().contains("etcd_server_proposals_committed_total"));
+    assert!(server
+        .metrics()
+        .contains("etcd_server_proposals_committed_total"));
 }
 
 #[tokio::test]

@@ -1,0 +1,158 @@
+//! Locking between lockers and inside one: release requests, fencing,
+//! local queueing, what is left behind, shutdown, raft cost.
+
+use std::time::Duration;
+
+use etcd3locker::{Etcd3Locker, LockerOptions};
+use tusd_handler::{LockError, Locker};
+use tusd_testsupport::EtcdServer;
+
+use crate::{eventually, id, in_secs, keys, lease_count, must};
+
+#[tokio::test]
+async fn release_request_between_two_lockers() {
+    let server = EtcdServer::start().await;
+    let a = Etcd3Locker::new(server.client().await);
+    let b = Etcd3Locker::new(server.client().await);
+
+    let held = a.lock(&id("up"), in_secs(5)).await.unwrap();
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lock(&id("up"), in_secs(20)).await })
+    };
+    must(
+        "release request reaches the holder",
+        10,
+        held.signals().release_requested(),
+    )
+    .await;
+    assert!(!held.signals().is_lost());
+    let first_token = held.fencing_token().unwrap();
+    held.unlock().await.unwrap();
+
+    let next = must("waiter gets the lock", 10, waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(next.fencing_token().unwrap() > first_token);
+    next.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn local_callers_queue_and_ask_the_holder() {
+    let server = EtcdServer::start().await;
+    let locker = Etcd3Locker::new(server.client().await);
+    let client = server.client().await;
+
+    let first = locker.lock(&id("q"), in_secs(5)).await.unwrap();
+    let second = {
+        let locker = locker.clone();
+        tokio::spawn(async move { locker.lock(&id("q"), in_secs(20)).await })
+    };
+    must(
+        "local release request",
+        10,
+        first.signals().release_requested(),
+    )
+    .await;
+    assert_eq!(
+        keys(&client, "/tusdq/").await.len(),
+        1,
+        "one key per process and id"
+    );
+
+    let token = first.fencing_token().unwrap();
+    first.unlock().await.unwrap();
+    let second = must("second local caller gets the lock", 10, second)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.fencing_token().unwrap() > token);
+    second.unlock().await.unwrap();
+    assert!(keys(&client, "/tusd").await.is_empty());
+}
+
+#[tokio::test]
+async fn failed_attempts_leave_no_key_and_no_lease() {
+    let server = EtcdServer::start().await;
+    let client = server.client().await;
+    let holder = Etcd3Locker::new(client.clone());
+    let contender = Etcd3Locker::new(server.client().await);
+
+    let held = holder.lock(&id("busy"), in_secs(5)).await.unwrap();
+    for _ in 0..5 {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        let failed = contender.lock(&id("busy"), deadline).await;
+        assert_eq!(failed.unwrap_err(), LockError::Timeout);
+    }
+    eventually("only the holder's key is left", || async {
+        keys(&client, "/tusd").await.len() == 1
+    })
+    .await;
+    assert_eq!(
+        lease_count(&client).await,
+        2,
+        "one lease per locker, no more"
+    );
+
+    held.unlock().await.unwrap();
+    assert!(keys(&client, "/tusd").await.is_empty());
+    holder.shutdown().await;
+    contender.shutdown().await;
+    assert_eq!(lease_count(&client).await, 0);
+}
+
+#[tokio::test]
+async fn shutdown_revokes_every_lock_at_once() {
+    let server = EtcdServer::start().await;
+    let client = server.client().await;
+    let locker = Etcd3Locker::new(client.clone());
+    let a = locker.lock(&id("a"), in_secs(5)).await.unwrap();
+    let b = locker.lock(&id("b"), in_secs(5)).await.unwrap();
+    assert_eq!(keys(&client, "/tusd").await.len(), 2);
+
+    Locker::shutdown(&locker).await;
+    assert!(a.signals().is_lost() && b.signals().is_lost());
+    assert!(keys(&client, "/tusd").await.is_empty());
+    assert_eq!(lease_count(&client).await, 0);
+    assert_eq!(a.unlock().await.unwrap_err(), LockError::Lost);
+    assert!(matches!(
+        locker.lock(&id("c"), in_secs(5)).await,
+        Err(LockError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_uncontended_cycle_costs_two_raft_proposals() {
+    let server = EtcdServer::start().await;
+    let locker = Etcd3Locker::with_options(server.client().await, LockerOptions::new(30, "p"));
+    // The first lock also grants the lease; measure after it.
+    locker
+        .lock(&id("warm"), in_secs(5))
+        .await
+        .unwrap()
+        .unlock()
+        .await
+        .unwrap();
+    // The counter trails the answers a little; let it settle around the run.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = proposals(&server);
+    for i in 0..20 {
+        let lock = locker
+            .lock(&id(&format!("u{i}")), in_secs(5))
+            .await
+            .unwrap();
+        lock.unlock().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(proposals(&server) - before, 40);
+}
+
+fn proposals(server: &EtcdServer) -> u64 {
+    server
+        .metrics()
+        .lines()
+        .find_map(|line| line.strip_prefix("etcd_server_proposals_committed_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .expect("etcd_server_proposals_committed_total in /metrics") as u64
+}
