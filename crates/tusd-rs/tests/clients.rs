@@ -373,6 +373,77 @@ async fn js_resume_after_sigkill() {
     assert_eq!(bytes_received(&server).await, data.len() as u64);
 }
 
+/// Like `js_resume_after_sigkill`, but the kill lands while a PATCH body is
+/// going out (the client reported progress inside its second chunk), so
+/// the server sees a broken body and keeps what arrived: the upload may stop
+/// at any offset, not only at a chunk boundary.
+#[tokio::test]
+async fn js_resume_after_sigkill_mid_patch() {
+    let server = TusServer::start(BIN, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, data) = source_file(tmp.path(), "resume.bin", 4 * MIB + 4321, 9);
+    let url_file = tmp.path().join("upload-url");
+    let url_file = url_file.to_str().unwrap();
+    let chunk = MIB as u64;
+    let chunk_arg = chunk.to_string();
+
+    let first = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "resume",
+            &[
+                "--chunk-size",
+                &chunk_arg,
+                "--url-file",
+                url_file,
+                "--delay-ms",
+                "50",
+                "--progress",
+                "yes",
+            ],
+        ),
+        Some(&|e: &Value| {
+            e["event"] == "progress" && {
+                let offset = offset_of(e, "offset");
+                offset > chunk && offset % chunk != 0
+            }
+        }),
+    );
+    assert!(first.killed, "{first:?}");
+    let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
+    let stopped_at = head_offset(&url).await;
+    eprintln!("killed mid-PATCH; the server kept {stopped_at} bytes");
+    assert!(
+        stopped_at >= chunk && stopped_at < data.len() as u64,
+        "offset after the kill: {stopped_at}"
+    );
+    assert_same_bytes(
+        &data_file(&server, &url),
+        &data[..stopped_at as usize],
+        "data file after the kill",
+    );
+
+    let second = drive(
+        js(
+            &server.files_url(),
+            &file,
+            "resume",
+            &["--chunk-size", &chunk_arg, "--url-file", url_file],
+        ),
+        None,
+    );
+    assert_eq!(second.success_url(), url);
+    assert!(second.requests("POST").is_empty(), "{second:?}");
+    assert_eq!(
+        offset_of(second.requests("PATCH")[0], "uploadOffset"),
+        stopped_at,
+        "{second:?}"
+    );
+    assert_upload_is(&server, &url, &data).await;
+    assert_eq!(bytes_received(&server).await, data.len() as u64);
+}
+
 #[tokio::test]
 async fn js_deferred_length_from_a_stream() {
     let server = TusServer::start(BIN, &[]);

@@ -2,7 +2,7 @@
 // JSON line per event on stdout (crates/tusd-rs/tests/clients.rs reads them).
 //
 //   node upload.mjs <endpoint> <file> <mode> [--chunk-size N] [--url-file PATH]
-//                   [--delay-ms N] [--parallel N]
+//                   [--delay-ms N] [--parallel N] [--progress yes]
 //
 // modes:
 //   plain     fs.ReadStream source with a known size, PATCHes of --chunk-size
@@ -15,7 +15,8 @@
 //
 // events: {"event":"request",...} before each request, {"event":"response",...}
 // after it, {"event":"url"}, {"event":"chunk","offset":N}, {"event":"success"}
-// or {"event":"error"} (exit code 1).
+// or {"event":"error"} (exit code 1); with --progress yes also
+// {"event":"progress","offset":N} as the body of a PATCH goes out.
 
 import { createReadStream, existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
@@ -24,14 +25,14 @@ import * as tus from 'tus-js-client'
 function usage(message) {
   console.error(`upload.mjs: ${message}`)
   console.error(
-    'usage: node upload.mjs <endpoint> <file> <plain|resume|deferred|parallel> [--chunk-size N] [--url-file PATH] [--delay-ms N] [--parallel N]',
+    'usage: node upload.mjs <endpoint> <file> <plain|resume|deferred|parallel> [--chunk-size N] [--url-file PATH] [--delay-ms N] [--parallel N] [--progress yes]',
   )
   process.exit(2)
 }
 
 const [endpoint, file, mode, ...rest] = process.argv.slice(2)
 if (!endpoint || !file || !mode) usage('missing arguments')
-const opts = { chunkSize: 1024 * 1024, urlFile: null, delayMs: 0, parallel: 2 }
+const opts = { chunkSize: 1024 * 1024, urlFile: null, delayMs: 0, parallel: 2, progress: false }
 for (let i = 0; i < rest.length; i += 2) {
   const value = rest[i + 1]
   if (value === undefined) usage(`${rest[i]} needs a value`)
@@ -44,6 +45,9 @@ for (let i = 0; i < rest.length; i += 2) {
       break
     case '--delay-ms':
       opts.delayMs = Number(value)
+      break
+    case '--progress':
+      opts.progress = value === 'yes'
       break
     case '--parallel':
       opts.parallel = Number(value)
@@ -89,6 +93,9 @@ const options = {
       uploadLength: res.getHeader('Upload-Length') ?? null,
       location: res.getHeader('Location') ?? null,
     })
+  },
+  onProgress(bytesSent, bytesTotal) {
+    if (opts.progress) emit({ event: 'progress', offset: bytesSent, total: bytesTotal })
   },
   onChunkComplete(chunkSize, bytesAccepted, bytesTotal) {
     emit({ event: 'chunk', size: chunkSize, offset: bytesAccepted, total: bytesTotal })
