@@ -1,0 +1,107 @@
+//! Upload locks over real HTTP: a request that finds the lock held asks the
+//! holder to release; the holder stops reading, keeps what it stored and
+//! answers; a finished upload is read without any lock.
+
+mod common;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+use tusd_testsupport::TusServer;
+
+#[tokio::test]
+async fn head_during_a_slow_patch_takes_over_and_sees_the_stored_bytes() {
+    let server = TusServer::start(BIN, &[]);
+    let url = create(&server, 100).await;
+    let (mut writer, body) = slow_body();
+    let patching = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let r = patch(&url, 0, body).await;
+            (r.status().as_u16(), header_u64(&r, "upload-offset"))
+        }
+    });
+    writer.write_all(b"0123456789").await.unwrap();
+    writer.flush().await.unwrap();
+    let (s, u) = (&server, &url);
+    eventually("first bytes on disk", 500, || async move {
+        data_len(s, u) >= 10
+    })
+    .await;
+
+    let h = head(&url).await;
+    assert_eq!(h.status(), 200);
+    let seen = header_u64(&h, "upload-offset");
+    assert!((10..=100).contains(&seen), "HEAD saw {seen}");
+
+    let (status, patched) = patching.await.unwrap();
+    assert_eq!(status, 204);
+    assert_eq!(patched, seen, "PATCH answers with the offset HEAD saw");
+    drop(writer);
+    assert_eq!(offset(&url).await, seen);
+    assert_eq!(get_bytes(&url).await.1, b"0123456789"[..seen as usize]);
+
+    // The client resumes where the server says.
+    let rest = vec![b'x'; (100 - seen) as usize];
+    assert_eq!(patch(&url, seen, rest).await.status(), 204);
+    assert_eq!(offset(&url).await, 100);
+}
+
+#[tokio::test]
+async fn second_patch_takes_over_from_a_zombie_patch() {
+    let server = TusServer::start(BIN, &[]);
+    let url = create(&server, 8).await;
+    let (mut writer, body) = slow_body();
+    let zombie = tokio::spawn({
+        let url = url.clone();
+        async move { patch(&url, 0, body).await.status().as_u16() }
+    });
+    writer.write_all(b"abcd").await.unwrap();
+    let (s, u) = (&server, &url);
+    eventually("zombie bytes on disk", 500, || async move {
+        data_len(s, u) >= 4
+    })
+    .await;
+
+    // The retry learns the offset (taking the lock), then resumes.
+    let at = offset(&url).await;
+    assert_eq!(at, 4);
+    assert_eq!(zombie.await.unwrap(), 204);
+    assert_eq!(patch(&url, at, &b"efgh"[..]).await.status(), 204);
+    // Bytes the zombie sends later go nowhere.
+    let _ = writer.write_all(b"ZZZZ").await;
+    drop(writer);
+    assert_eq!(get_bytes(&url).await.1, b"abcdefgh");
+}
+
+/// A GET of a finished upload takes no lock: a PATCH holding that upload's
+/// lock is not asked to release (it would answer 204 if it were; it goes on
+/// waiting for its body and refuses the excess with 413).
+#[tokio::test]
+async fn download_of_a_finished_upload_takes_no_lock() {
+    let server = TusServer::start(BIN, &[]);
+    let url = create(&server, 3).await;
+    assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
+    let waits_before = metric(&metrics(&server).await, "tusd_lock_waits_total");
+
+    let (mut writer, body) = slow_body();
+    let holder = tokio::spawn({
+        let url = url.clone();
+        async move { patch(&url, 3, body).await.status().as_u16() }
+    });
+    let s = &server;
+    eventually("the PATCH holds the lock", 500, || async move {
+        metric(&metrics(s).await, "tusd_lock_waits_total") > waits_before
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get_bytes(&url).await, (200, b"abc".to_vec()));
+    }
+    writer.write_all(b"d").await.unwrap();
+    drop(writer);
+    assert_eq!(
+        holder.await.unwrap(),
+        413,
+        "the holder was never asked to release"
+    );
+    assert_eq!(get_bytes(&url).await.1, b"abc");
+}
