@@ -406,7 +406,7 @@ async fn js_resume_after_sigkill_mid_patch() {
         Some(&|e: &Value| {
             e["event"] == "progress" && {
                 let offset = offset_of(e, "offset");
-                offset > chunk && offset % chunk > 0
+                offset > chunk && !offset.is_multiple_of(chunk)
             }
         }),
     );
