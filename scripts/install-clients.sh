@@ -30,6 +30,11 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
 fi
 echo "install-clients: node $(node --version), npm $(npm --version)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 18 ]; then
+    echo "install-clients: tus-js-client 4 needs node >= 18, this is $(node --version)" >&2
+    exit 1
+fi
 
 # npm ci wipes and reinstalls node_modules; skip it when the installed tree
 # came from this very lock file.
