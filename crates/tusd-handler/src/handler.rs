@@ -192,3 +192,132 @@ async fn route(
         _ => Err(HandlerError::MethodNotAllowed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::{ChunkStream, NewUpload, StoreError, UploadInfo, UploadReader};
+
+    /// One unfinished upload, "abc", 2 of 4 bytes stored.
+    struct OneUpload;
+
+    #[async_trait]
+    impl DataStore for OneUpload {
+        async fn create_upload(&self, _: NewUpload) -> Result<UploadInfo, StoreError> {
+            unreachable!()
+        }
+        async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
+            match id.as_str() {
+                "abc" => Ok(UploadInfo {
+                    id: "abc".into(),
+                    size: 4,
+                    offset: 2,
+                    ..UploadInfo::default()
+                }),
+                _ => Err(StoreError::NotFound),
+            }
+        }
+        async fn write_chunk(
+            &self,
+            _: &UploadId,
+            _: u64,
+            _: ChunkStream,
+        ) -> Result<u64, StoreError> {
+            panic!("nothing may be written without the lock")
+        }
+        async fn truncate(&self, _: &UploadId, _: u64) -> Result<(), StoreError> {
+            panic!("nothing may be changed without the lock")
+        }
+        async fn declare_length(&self, _: &UploadId, _: u64) -> Result<(), StoreError> {
+            panic!("nothing may be changed without the lock")
+        }
+        async fn terminate(&self, _: &UploadId) -> Result<(), StoreError> {
+            panic!("nothing may be deleted without the lock")
+        }
+        async fn concat(&self, _: &UploadId, _: &[UploadId]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn read_range(
+            &self,
+            _: &UploadId,
+            _: u64,
+            _: u64,
+        ) -> Result<UploadReader, StoreError> {
+            panic!("an unfinished upload is not read without the lock")
+        }
+        async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// A locker whose holder never lets go: every lock attempt waits for
+    /// its deadline and times out.
+    struct HeldForever;
+
+    #[async_trait]
+    impl Locker for HeldForever {
+        async fn lock(
+            &self,
+            _: &UploadId,
+            deadline: tokio::time::Instant,
+        ) -> Result<Lock, crate::LockError> {
+            tokio::time::sleep_until(deadline).await;
+            Err(crate::LockError::Timeout)
+        }
+    }
+
+    fn handler() -> Arc<Inner> {
+        let mut composer = StoreComposer::new();
+        composer.use_store(Arc::new(OneUpload));
+        composer.use_locker(Arc::new(HeldForever));
+        let config = Config {
+            acquire_lock_timeout: Duration::from_millis(20),
+            ..Config::default()
+        };
+        TusHandler::new(&composer, config).unwrap().inner
+    }
+
+    fn request(method: &str, headers: &[(&str, &str)], body: &'static str) -> Request<Body> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri("/files/abc")
+            .header("tus-resumable", "1.0.0");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_lock_not_had_by_the_deadline_is_423_with_retry_after() {
+        let inner = handler();
+        let patch_headers = [
+            ("upload-offset", "2"),
+            ("content-type", "application/offset+octet-stream"),
+        ];
+        for req in [
+            request("HEAD", &[], ""),
+            request("PATCH", &patch_headers, "cd"),
+            request("DELETE", &[], ""),
+            request("GET", &[], ""),
+        ] {
+            let method = req.method().clone();
+            let response = dispatch(State(inner.clone()), req).await;
+            assert_eq!(response.status(), http::StatusCode::LOCKED, "{method}");
+            assert_eq!(response.headers()["retry-after"], "1", "{method}");
+            assert_eq!(response.headers()["tus-resumable"], TUS_VERSION);
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(
+                text.ends_with('\n') && text.trim_end().lines().count() == 1,
+                "{text:?}"
+            );
+        }
+    }
+}

@@ -21,14 +21,20 @@ pub const TUS_VERSION: &str = "1.0.0";
 /// shared upload directories must stay readable by it.
 pub const MAX_LENGTH: u64 = i64::MAX as u64;
 
+/// The one value of header `name`. A header sent twice is refused: two
+/// lengths or two offsets leave no safe reading.
 fn text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, HandlerError> {
-    match headers.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| HandlerError::bad_request(format!("{name} is not visible ASCII"))),
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(HandlerError::bad_request(format!("{name} is sent twice")));
     }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| HandlerError::bad_request(format!("{name} is not visible ASCII")))
 }
 
 /// A non-negative decimal integer with no sign, spaces or leading garbage.
@@ -251,6 +257,9 @@ mod tests {
             );
         }
         assert!(upload_offset(&HeaderMap::new()).is_err());
+        let mut twice = with("upload-length", "3");
+        twice.append("upload-length", HeaderValue::from_static("3"));
+        assert!(upload_length(&twice).is_err());
     }
 
     #[test]

@@ -257,3 +257,37 @@ async fn disconnect_mid_patch_keeps_the_bytes_that_arrived() {
     assert_eq!(patch(&url, 4, &b"efghij"[..]).await.status(), 204);
     assert_eq!(get_bytes(&url).await.1, b"abcdefghij");
 }
+
+/// Two values of one tus header are ambiguous: which length, which offset?
+#[tokio::test]
+async fn repeated_tus_headers_are_400() {
+    let server = TusServer::start(BIN, &[]);
+    let r = tus(Method::POST, &server.files_url())
+        .header("Upload-Length", "3")
+        .header("Upload-Length", "5")
+        .send()
+        .await
+        .unwrap();
+    one_line_400(r, "two Upload-Length").await;
+    let r = tus(Method::POST, &server.files_url())
+        .header("Upload-Length", "3")
+        .header("Upload-Metadata", "a YQ==")
+        .header("Upload-Metadata", "a Yg==")
+        .send()
+        .await
+        .unwrap();
+    one_line_400(r, "two Upload-Metadata").await;
+    assert!(files_in(server.upload_dir()).is_empty());
+
+    let url = create(&server, 5).await;
+    let r = tus(Method::PATCH, &url)
+        .header("Upload-Offset", "0")
+        .header("Upload-Offset", "2")
+        .header("Content-Type", OCTETS)
+        .body("abc")
+        .send()
+        .await
+        .unwrap();
+    one_line_400(r, "two Upload-Offset").await;
+    assert_eq!(offset(&url).await, 0);
+}

@@ -167,3 +167,16 @@ async fn malformed_or_duplicate_metadata_is_400_and_creates_nothing() {
     }
     assert_eq!(files_in(server.upload_dir()).len(), 2, "only the valid one");
 }
+
+#[tokio::test]
+async fn empty_upload_is_finished_at_creation() {
+    let server = TusServer::start(BIN, &[]);
+    let before = metric(&metrics(&server).await, "tusd_uploads_finished_total");
+    let url = create(&server, 0).await;
+    let r = head(&url).await;
+    assert_eq!(r.headers()["upload-offset"], "0");
+    assert_eq!(r.headers()["upload-length"], "0");
+    assert_eq!(get_bytes(&url).await, (200, Vec::new()));
+    let after = metric(&metrics(&server).await, "tusd_uploads_finished_total");
+    assert_eq!(after - before, 1.0, "an empty upload counts as finished");
+}

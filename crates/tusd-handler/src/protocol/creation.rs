@@ -78,6 +78,11 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
     let partials = upload.partial_uploads.clone();
     let mut info = inner.store.create_upload(upload).await?;
     inner.metrics.upload_created();
+    // An empty upload is finished the moment it exists (a final one counts
+    // when it is joined below).
+    if !final_ready && info.is_complete() {
+        inner.metrics.upload_finished();
+    }
     info.modified.get_or_insert_with(std::time::SystemTime::now);
     let id = UploadId::parse(&info.id).ok_or_else(|| {
         HandlerError::Internal(format!("store generated invalid id {:?}", info.id))
