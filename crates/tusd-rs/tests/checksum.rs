@@ -83,3 +83,24 @@ async fn unknown_algorithm_or_malformed_checksum_is_400() {
     assert_eq!(offset(&url).await, 0);
     assert_eq!(data_len(&server, &url), 0);
 }
+
+#[tokio::test]
+async fn creation_with_upload_checks_the_checksum_and_still_names_the_upload() {
+    let server = TusServer::start(BIN, &[]);
+    let r = tus(Method::POST, &server.files_url())
+        .header("Upload-Length", "5")
+        .header("Content-Type", OCTETS)
+        .header("Upload-Checksum", "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=")
+        .body("hellx")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 460);
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(offset(&url).await, 0, "the chunk was discarded");
+    assert_eq!(
+        patch_with_checksum(&url, 0, "hello", "sha1 qvTGHdzF6KLavt4PO0gs2a6pQ00=").await,
+        204
+    );
+    assert_eq!(get_bytes(&url).await, (200, b"hello".to_vec()));
+}

@@ -88,3 +88,23 @@ async fn sweeper_removes_expired_uploads_files() {
     assert_eq!(head(&url).await.status(), 404);
     assert_eq!(offset(&done).await, 1, "finished uploads are kept");
 }
+
+#[tokio::test]
+async fn expired_upload_is_410_for_get_too() {
+    let server = TusServer::start(
+        BIN,
+        &["--expire-after", "1s", "--expire-sweep-interval", "1h"],
+    );
+    let url = create(&server, 10).await;
+    let u = &url;
+    eventually("the upload expired", 500, || async move {
+        head(u).await.status() == 410
+    })
+    .await;
+    assert_eq!(get_bytes(&url).await.0, 410);
+    assert_eq!(
+        files_in(server.upload_dir()).len(),
+        2,
+        "only the sweeper removes files"
+    );
+}

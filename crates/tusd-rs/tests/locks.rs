@@ -105,3 +105,38 @@ async fn download_of_a_finished_upload_takes_no_lock() {
     );
     assert_eq!(get_bytes(&url).await.1, b"abc");
 }
+
+/// GET and DELETE of an unfinished upload take its lock too: the PATCH
+/// holding it is asked to release and answers with what it stored.
+#[tokio::test]
+async fn get_and_delete_of_an_unfinished_upload_take_the_lock() {
+    let server = TusServer::start(BIN, &[]);
+    for method in ["GET", "DELETE"] {
+        let url = create(&server, 50).await;
+        let (mut writer, body) = slow_body();
+        let patching = tokio::spawn({
+            let url = url.clone();
+            async move {
+                let r = patch(&url, 0, body).await;
+                (r.status().as_u16(), header_u64(&r, "upload-offset"))
+            }
+        });
+        writer.write_all(b"abcdef").await.unwrap();
+        let (s, u) = (&server, &url);
+        eventually("bytes on disk", 500, || async move { data_len(s, u) >= 6 }).await;
+        if method == "GET" {
+            assert_eq!(get_bytes(&url).await, (200, b"abcdef".to_vec()));
+        } else {
+            let r = tus(reqwest::Method::DELETE, &url).send().await.unwrap();
+            assert_eq!(r.status(), 204);
+        }
+        assert_eq!(patching.await.unwrap(), (204, 6), "{method}");
+        drop(writer);
+        if method == "DELETE" {
+            assert_eq!(head(&url).await.status(), 404);
+            assert!(!files_in(server.upload_dir())
+                .iter()
+                .any(|f| f.starts_with(id_of(&url))));
+        }
+    }
+}
