@@ -1,6 +1,7 @@
 //! CORS the way tusd does it: an Origin matching a regular expression is
-//! echoed back, preflights are answered here without reaching the tus
-//! handler, and the tus headers are always allowed and exposed.
+//! echoed back, a preflight is answered 200 with the allowed methods and
+//! headers on top of the tus OPTIONS answer, and the tus headers are always
+//! allowed and exposed.
 //!
 //! Written here rather than taken from tower-http because tower-http's layer
 //! answers every OPTIONS request as a preflight, which would swallow the tus
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use regex::Regex;
 
@@ -91,7 +92,8 @@ impl Cors {
     }
 }
 
-/// The middleware: preflights end here; other requests get the headers added.
+/// The middleware: preflights get the allow headers, other requests the
+/// expose headers; both only for an allowed Origin.
 pub async fn apply(cors: Arc<Cors>, req: Request, next: Next) -> Response {
     let Some(origin) = cors.allowed_origin(req.headers()) else {
         return next.run(req).await;
@@ -101,7 +103,11 @@ pub async fn apply(cors: Arc<Cors>, req: Request, next: Next) -> Response {
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if preflight {
-        let mut response = StatusCode::OK.into_response();
+        // As tusd: the preflight is also a tus OPTIONS (Tus-Resumable,
+        // Tus-Version, ...), answered 200 because some browsers take any
+        // other status, 204 included, as a refusal.
+        let mut response = next.run(req).await;
+        *response.status_mut() = StatusCode::OK;
         let h = response.headers_mut();
         cors.common(origin, h);
         h.insert(

@@ -40,6 +40,9 @@ async fn preflight_is_answered_with_allowed_methods_and_headers() {
         assert!(allowed.contains(name), "{name} missing from {allowed}");
     }
     assert!(h.contains_key("access-control-max-age"));
+    assert_eq!(r.status(), 200, "browsers refuse other preflight statuses");
+    assert_eq!(h["tus-resumable"], "1.0.0");
+    assert_eq!(h["tus-version"], "1.0.0");
 }
 
 #[tokio::test]
