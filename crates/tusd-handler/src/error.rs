@@ -90,6 +90,12 @@ impl IntoResponse for HandlerError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = (status, format!("{self}\n")).into_response();
+        if let HandlerError::ChecksumMismatch = self {
+            // 460 has no standard reason phrase; give it tusd's.
+            response
+                .extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b"Checksum Mismatch"));
+        }
         let headers = response.headers_mut();
         match &self {
             HandlerError::Locked(_) | HandlerError::Unavailable(_) => {

@@ -124,7 +124,7 @@ impl Inner {
 fn effective_method(req: &Request) -> Method {
     req.headers()
         .get("x-http-method-override")
-        .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        .and_then(|v| Method::from_bytes(v.as_bytes().to_ascii_uppercase().as_slice()).ok())
         .unwrap_or_else(|| req.method().clone())
 }
 
@@ -138,9 +138,17 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
         .unwrap_or("")
         .to_owned();
     let id = UploadId::parse(&rest);
-    let mut response = route(&inner, &method, &rest, id.clone(), req)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    // The request runs as a task of its own, so a client that disconnects
+    // cannot cancel it halfway: bytes that arrived are written and the lock
+    // is released only after the write, never while it is still going on.
+    let task = {
+        let (inner, method, id) = (inner.clone(), method.clone(), id.clone());
+        tokio::spawn(async move { route(&inner, &method, &rest, id, req).await })
+    };
+    let mut response = match task.await {
+        Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => HandlerError::Internal(format!("request task failed: {e}")).into_response(),
+    };
     response
         .headers_mut()
         .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));

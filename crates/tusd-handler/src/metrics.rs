@@ -70,7 +70,7 @@ impl Metrics {
         );
         r.register(
             "bytes_received",
-            "Upload bytes stored",
+            "Upload bytes received in request bodies, including chunks then discarded for a checksum mismatch",
             self.bytes_received.clone(),
         );
         r.register(
