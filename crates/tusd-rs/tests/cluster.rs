@@ -3,14 +3,14 @@
 //! on one node makes the other node's zombie PATCH let go at once, and a
 //! node whose lease cannot be renewed stops writing.
 
+mod common;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::channel::mpsc;
-use futures::SinkExt;
+use common::*;
+use tokio::io::AsyncWriteExt;
 use tusd_testsupport::{EtcdServer, TusServer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
 const CHUNK: usize = 64 * 1024;
 
 fn node(dir: &std::path::Path, etcd: &EtcdServer, extra: &[&str]) -> TusServer {
@@ -20,52 +20,9 @@ fn node(dir: &std::path::Path, etcd: &EtcdServer, extra: &[&str]) -> TusServer {
     TusServer::start_in(BIN, dir, &args)
 }
 
-async fn create(server: &TusServer, length: usize) -> String {
-    let r = reqwest::Client::new()
-        .post(server.files_url())
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Length", length.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let url = r.headers()["location"].to_str().unwrap();
-    url.rsplit('/').next().unwrap().to_owned()
-}
-
-/// Starts a PATCH whose body arrives only as chunks are pushed into the
-/// returned sender.
-fn slow_patch(
-    url: String,
-    offset: usize,
-) -> (
-    mpsc::Sender<Result<Bytes, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Response>,
-) {
-    let (tx, rx) = mpsc::channel(1);
-    let task = tokio::spawn(async move {
-        reqwest::Client::new()
-            .patch(url)
-            .header("Tus-Resumable", "1.0.0")
-            .header("Upload-Offset", offset.to_string())
-            .header("Content-Type", "application/offset+octet-stream")
-            .body(reqwest::Body::wrap_stream(rx))
-            .send()
-            .await
-            .unwrap()
-    });
-    (tx, task)
-}
-
-/// Waits, in a bounded loop, until the data file holds `len` bytes.
-async fn wait_for_file_len(path: &std::path::Path, len: u64) {
-    for _ in 0..600 {
-        if std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) >= len {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{} never reached {len} bytes", path.display());
+/// The same upload as seen through another node.
+fn on(server: &TusServer, url: &str) -> String {
+    format!("{}{}", server.files_url(), id_of(url))
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -80,54 +37,42 @@ async fn head_on_one_node_stops_a_zombie_patch_on_the_other() {
     let b = node(dir.path(), &etcd, &[]);
     let total = 16 * CHUNK;
     let data = pattern(total);
-    let id = create(&a, total).await;
-    let data_file = dir.path().join(&id);
+    let url = create(&a, total as u64).await;
 
     // The client's first PATCH goes to node A and stalls after 4 chunks,
     // as when a mobile connection drops without a FIN.
-    let (mut tx, zombie) = slow_patch(format!("{}{id}", a.files_url()), 0);
-    for chunk in data[..4 * CHUNK].chunks(CHUNK) {
-        tx.send(Ok(Bytes::copy_from_slice(chunk))).await.unwrap();
-    }
-    wait_for_file_len(&data_file, 4 * CHUNK as u64).await;
+    let (mut writer, body) = slow_body();
+    let zombie = tokio::spawn({
+        let url = url.clone();
+        async move { patch(&url, 0, body).await }
+    });
+    writer.write_all(&data[..4 * CHUNK]).await.unwrap();
+    let (server, u) = (&a, &url);
+    eventually("4 chunks on disk", 3000, || async move {
+        data_len(server, u) >= 4 * CHUNK as u64
+    })
+    .await;
 
     // The client retries through the load balancer and lands on node B.
-    let head = reqwest::Client::new()
-        .head(format!("{}{id}", b.files_url()))
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), 200, "node B log:\n{}", b.log());
-    assert_eq!(head.headers()["upload-offset"], (4 * CHUNK).to_string());
+    assert_eq!(
+        offset(&on(&b, &url)).await,
+        4 * CHUNK as u64,
+        "node B log:\n{}",
+        b.log()
+    );
 
     // Node A let go of the upload and told its (zombie) client where it stopped.
     let zombie = zombie.await.unwrap();
     assert_eq!(zombie.status(), 204);
-    assert_eq!(zombie.headers()["upload-offset"], (4 * CHUNK).to_string());
-    drop(tx);
+    assert_eq!(header_u64(&zombie, "upload-offset"), 4 * CHUNK as u64);
+    drop(writer);
 
     // The retry finishes the upload on node B.
-    let rest = reqwest::Client::new()
-        .patch(format!("{}{id}", b.files_url()))
-        .header("Tus-Resumable", "1.0.0")
-        .header("Upload-Offset", (4 * CHUNK).to_string())
-        .header("Content-Type", "application/offset+octet-stream")
-        .body(data[4 * CHUNK..].to_vec())
-        .send()
-        .await
-        .unwrap();
+    let rest = patch(&on(&b, &url), 4 * CHUNK as u64, data[4 * CHUNK..].to_vec()).await;
     assert_eq!(rest.status(), 204, "node B log:\n{}", b.log());
-    let stored = reqwest::get(format!("{}{id}", a.files_url()))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    assert!(
-        stored[..] == data[..],
-        "stored bytes differ from the upload"
-    );
+    let (status, stored) = get_bytes(&url).await;
+    assert_eq!(status, 200);
+    assert!(stored == data, "stored bytes differ from the upload");
 }
 
 #[tokio::test]
@@ -137,19 +82,24 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
     let a = node(dir.path(), &etcd, &["--etcd-ttl", "3"]);
     let total = 16 * CHUNK;
     let data = pattern(total);
-    let id = create(&a, total).await;
-    let data_file = dir.path().join(&id);
+    let url = create(&a, total as u64).await;
 
-    let (mut tx, patch) = slow_patch(format!("{}{id}", a.files_url()), 0);
-    tx.send(Ok(Bytes::copy_from_slice(&data[..CHUNK])))
-        .await
-        .unwrap();
-    wait_for_file_len(&data_file, CHUNK as u64).await;
+    let (mut writer, body) = slow_body();
+    let patching = tokio::spawn({
+        let url = url.clone();
+        async move { patch(&url, 0, body).await }
+    });
+    writer.write_all(&data[..CHUNK]).await.unwrap();
+    let (server, u) = (&a, &url);
+    eventually("first chunk on disk", 3000, || async move {
+        data_len(server, u) >= CHUNK as u64
+    })
+    .await;
 
     // etcd stops answering: node A can no longer renew its lease and must
     // give the lock up rather than keep writing.
     etcd.member().pause();
-    let response = tokio::time::timeout(Duration::from_secs(60), patch)
+    let response = tokio::time::timeout(Duration::from_secs(60), patching)
         .await
         .expect("the PATCH never ended after the lease was lost")
         .unwrap();
@@ -159,11 +109,10 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
     let reason = response.text().await.unwrap();
     assert!(reason.contains("lost"), "{reason}");
     assert_eq!(reason.lines().count(), 1);
-    // Nothing was written after the body stopped, and what was written counts.
-    let _ = tx
-        .send(Ok(Bytes::copy_from_slice(&data[CHUNK..2 * CHUNK])))
-        .await;
-    let stored = std::fs::read(&data_file).unwrap();
-    assert_eq!(&stored[..], &data[..stored.len()]);
-    assert!(stored.len() < 2 * CHUNK);
+
+    // Bytes sent after the loss are not written; what was written is intact.
+    let _ = writer.write_all(&data[CHUNK..2 * CHUNK]).await;
+    let stored = std::fs::read(dir.path().join(id_of(&url))).unwrap();
+    assert_eq!(stored.len(), CHUNK);
+    assert_eq!(&stored[..], &data[..CHUNK]);
 }
