@@ -23,7 +23,7 @@ pub enum Error {
     /// etcd did not answer in time, even after retries.
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
-    /// [`crate::connect`] could not reach any of the endpoints.
+    /// [`crate::connect()`] could not reach any of the endpoints.
     #[error("cannot connect to etcd at {endpoints}: {reason}")]
     Connect {
         /// The endpoints tried, comma-separated.

@@ -35,7 +35,9 @@ use crate::{Error, GRANT_TIMEOUT};
 pub(crate) struct Leases {
     client: Client,
     ttl: Duration,
-    current: tokio::sync::Mutex<Option<Arc<Lease>>>,
+    current: Mutex<Option<Arc<Lease>>>,
+    /// Held while granting, so concurrent callers wait for one grant.
+    granting: tokio::sync::Mutex<()>,
     /// Cancelled at shutdown or when the locker is dropped; stops keep-alives.
     stop: CancellationToken,
 }
@@ -55,7 +57,8 @@ impl Leases {
         Leases {
             client,
             ttl,
-            current: tokio::sync::Mutex::new(None),
+            current: Mutex::new(None),
+            granting: tokio::sync::Mutex::new(()),
             stop: CancellationToken::new(),
         }
     }
@@ -63,12 +66,15 @@ impl Leases {
     /// The lease to attach new lock keys to: the current one while it is
     /// valid, else a new one granted before `deadline`.
     pub(crate) async fn get(&self, deadline: Instant) -> Result<Arc<Lease>, Error> {
-        let mut current = self.current.lock().await;
+        if let Some(lease) = self.valid() {
+            return Ok(lease);
+        }
+        let _granting = self.granting.lock().await;
         if self.stop.is_cancelled() {
             return Err(Error::ShutDown);
         }
-        if let Some(lease) = current.as_ref().filter(|lease| !lease.is_lost()) {
-            return Ok(lease.clone());
+        if let Some(lease) = self.valid() {
+            return Ok(lease);
         }
         let (lease, granted_at) = self.grant(deadline).await?;
         tokio::spawn(keep_alive(
@@ -78,15 +84,24 @@ impl Leases {
             granted_at,
             self.stop.child_token(),
         ));
-        *current = Some(lease.clone());
+        *self.current.lock().unwrap() = Some(lease.clone());
         Ok(lease)
+    }
+
+    fn valid(&self) -> Option<Arc<Lease>> {
+        if self.stop.is_cancelled() {
+            return None;
+        }
+        let current = self.current.lock().unwrap();
+        current.as_ref().filter(|lease| !lease.is_lost()).cloned()
     }
 
     /// Revokes the current lease, so every key of this locker goes at once,
     /// and tells every holder its lock is lost. Later [`Leases::get`] fails.
     pub(crate) async fn shutdown(&self) {
         self.stop.cancel();
-        let lease = self.current.lock().await.take();
+        let _granting = self.granting.lock().await;
+        let lease = self.current.lock().unwrap().take();
         if let Some(lease) = lease {
             lease.mark_lost();
             revoke(&self.client, lease.id, Instant::now() + 2 * GRANT_TIMEOUT).await;

@@ -13,14 +13,14 @@
 //! holder's key was necessarily created later.
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
-    TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, TxnOpResponse, TxnResponse,
 };
 use tokio::time::Instant;
 
 use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
 use crate::lease::Lease;
-use crate::wait::wait_for_predecessors;
+use crate::wait::{wait_deleted, wait_for_predecessors};
 use crate::Error;
 
 /// Why [`acquire`] did not get the lock. In every case it leaves no key.
@@ -87,26 +87,39 @@ async fn contend(
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend)
         .with_limit(1);
-    let txn = Txn::new()
+    let put = TxnOp::put(key, "", Some(PutOptions::new().with_lease(lease_id)));
+    let contended = Txn::new()
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([
-            TxnOp::put(key, "", Some(PutOptions::new().with_lease(lease_id))),
-            TxnOp::get(name, Some(owner.clone())),
-        ])
+        .and_then([put.clone(), TxnOp::get(name, Some(owner.clone()))])
         .or_else([TxnOp::get(key, None), TxnOp::get(name, Some(owner))]);
+    // The common case, a free lock, needs no read: if no key exists under
+    // `name`, ours is the first and owns the lock.
+    let txn = Txn::new()
+        .when([Compare::create_revision(name, CompareOp::Equal, 0).with_prefix()])
+        .and_then([put])
+        .or_else([TxnOp::txn(contended)]);
     let mut stale_key_removed = false;
-    let (response, own_revision) = loop {
+    let (response, own_revision, txn_revision) = loop {
         let mut attempts = 0;
         let response = retry(deadline, ATTEMPT_TIMEOUT, || {
             attempts += 1;
-            let mut client = client.clone();
+            let mut kv = client.kv_client();
             let txn = txn.clone();
-            async move { client.txn(txn).await }
+            async move { kv.txn(txn).await }
         })
         .await?;
+        // Nested Txn answers carry no revision of their own.
+        let txn_revision = response.header().map_or(0, |h| h.revision());
         if response.succeeded() {
-            let revision = response.header().map_or(0, |h| h.revision());
-            break (response, revision);
+            return Ok(txn_revision);
+        }
+        let Some(TxnOpResponse::Txn(response)) = response.op_responses().into_iter().next() else {
+            return Err(AcquireError::Failed(Error::Unavailable(
+                "etcd answered the lock Txn without its nested Txn".to_owned(),
+            )));
+        };
+        if response.succeeded() {
+            break (response, txn_revision, txn_revision);
         }
         // The key exists. After a retried Txn it is our own first attempt's,
         // which committed: we may use it. On a first attempt it was left by an
@@ -117,19 +130,33 @@ async fn contend(
             stale_key_removed = true;
             continue;
         }
-        let revision = first_kv(&response, 0).map_or(0, |(_, rev)| rev);
-        break (response, revision);
+        let revision = range(&response, 0)
+            .and_then(|own| own.kvs().first().map(|kv| kv.create_revision()))
+            .unwrap_or(0);
+        break (response, revision, txn_revision);
     };
-    match first_kv(&response, 1) {
-        Some((_, owner_revision)) if owner_revision != own_revision => {}
-        _ => return Ok(own_revision),
+    let Some((owner_key, owner_revision, contenders)) = first_in_line(&response) else {
+        return Ok(own_revision);
+    };
+    if owner_revision == own_revision {
+        return Ok(own_revision);
     }
-    if !wait_for_predecessors(client, name, own_revision - 1, deadline).await? {
+    // With only the owner before us, watch it straight from the Txn's
+    // revision: its deletion hands us the lock, one round trip sooner.
+    let mut owner_gone = false;
+    if contenders == 2 {
+        let from = txn_revision + 1;
+        match tokio::time::timeout_at(deadline, wait_deleted(client, owner_key, from)).await {
+            Ok(deleted) => owner_gone = deleted,
+            Err(_) => return Err(AcquireError::StillHeld),
+        }
+    }
+    if !owner_gone && !wait_for_predecessors(client, name, own_revision - 1, deadline).await? {
         return Err(AcquireError::StillHeld);
     }
     let own = retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut client = client.clone();
-        async move { client.get(key, None).await }
+        let mut kv = client.kv_client();
+        async move { kv.get(key, None).await }
     })
     .await?;
     if own.kvs().is_empty() {
@@ -138,21 +165,25 @@ async fn contend(
     Ok(own_revision)
 }
 
-/// The first key and its create revision in the range read number `index` of `response`.
-fn first_kv(response: &TxnResponse, index: usize) -> Option<(Vec<u8>, i64)> {
+/// The range read number `index` of `response`.
+fn range(response: &TxnResponse, index: usize) -> Option<GetResponse> {
     match response.op_responses().into_iter().nth(index)? {
-        TxnOpResponse::Get(get) => get
-            .kvs()
-            .first()
-            .map(|kv| (kv.key().to_vec(), kv.create_revision())),
+        TxnOpResponse::Get(get) => Some(get),
         _ => None,
     }
 }
 
+/// The owner's key and create revision, and how many keys the lock has.
+fn first_in_line(response: &TxnResponse) -> Option<(Vec<u8>, i64, i64)> {
+    let owners = range(response, 1)?;
+    let kv = owners.kvs().first()?;
+    Some((kv.key().to_vec(), kv.create_revision(), owners.count()))
+}
+
 async fn delete(client: &Client, key: &str, deadline: Instant) -> Result<(), CallError> {
     retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut client = client.clone();
-        async move { client.delete(key, None).await }
+        let mut kv = client.kv_client();
+        async move { kv.delete(key, None).await }
     })
     .await
     .map(drop)

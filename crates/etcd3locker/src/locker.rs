@@ -50,7 +50,7 @@ struct Inner {
 
 impl Etcd3Locker {
     /// A locker with TTL 60 s and prefix `/tusd`. The client must be
-    /// connected (see [`crate::connect`]); nothing is sent before the first lock.
+    /// connected (see [`crate::connect()`]); nothing is sent before the first lock.
     pub fn new(client: Client) -> Etcd3Locker {
         Etcd3Locker::with_options(client, LockerOptions::default())
     }
@@ -155,7 +155,7 @@ impl Etcd3Locker {
             let key = own_key(&name, &lease);
             let stop = CancellationToken::new();
             tokio::spawn(watch_for_waiters(
-                inner.client.clone(),
+                self.inner.clone(),
                 name,
                 key.clone(),
                 revision,
@@ -163,7 +163,7 @@ impl Etcd3Locker {
                 stop.clone(),
             ));
             let held = HeldLock {
-                client: inner.client.clone(),
+                inner: self.inner.clone(),
                 key,
                 lease,
                 registration,
@@ -177,7 +177,7 @@ impl Etcd3Locker {
 }
 
 async fn watch_for_waiters(
-    client: Client,
+    inner: Arc<Inner>,
     name: String,
     key: String,
     revision: i64,
@@ -188,6 +188,8 @@ async fn watch_for_waiters(
         _ = stop.cancelled() => return,
         _ = tokio::time::sleep(RELEASE_WATCH_DELAY) => {}
     }
+    let client = inner.client.clone();
+    drop(inner);
     request_release_on_waiter(client, name, key, revision, signals, stop).await;
 }
 
@@ -205,7 +207,7 @@ impl Locker for Etcd3Locker {
 /// A lock this locker holds: its key, the lease the key lives on, and its
 /// place in the local queue, which the next local caller gets on release.
 struct HeldLock {
-    client: Client,
+    inner: Arc<Inner>,
     key: String,
     lease: Arc<Lease>,
     registration: u64,
@@ -224,7 +226,7 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        release(&self.client, &self.key, deadline)
+        release(&self.inner.client, &self.key, deadline)
             .await
             .map_err(LockError::from)
     }

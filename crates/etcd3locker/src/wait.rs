@@ -39,9 +39,9 @@ pub(crate) async fn wait_for_predecessors(
         .with_keys_only();
     loop {
         let predecessors = retry(deadline, ATTEMPT_TIMEOUT, || {
-            let mut client = client.clone();
+            let mut kv = client.kv_client();
             let options = options.clone();
-            async move { client.get(name, Some(options)).await }
+            async move { kv.get(name, Some(options)).await }
         })
         .await?;
         let Some(nearest) = predecessors.kvs().first() else {
@@ -49,39 +49,44 @@ pub(crate) async fn wait_for_predecessors(
         };
         let seen_at = predecessors.header().map_or(0, |h| h.revision());
         let key = nearest.key().to_vec();
+        // `count` is the whole range's, despite the limit: when the nearest
+        // predecessor is the only one, its deletion ends the wait, as no
+        // earlier key can appear later.
+        let last = predecessors.count() == 1;
         match tokio::time::timeout_at(deadline, wait_deleted(client, key, seen_at + 1)).await {
-            Ok(()) => continue,
+            Ok(true) if last => return Ok(true),
+            Ok(_) => continue,
             Err(_) => return Ok(false),
         }
     }
 }
 
-/// Returns once `key` is deleted at or after `from_revision`, or when the
-/// watch breaks (the caller then looks again).
-async fn wait_deleted(client: &Client, key: Vec<u8>, from_revision: i64) {
+/// Returns `true` once `key` is deleted at or after `from_revision`, or
+/// `false` when the watch breaks (the caller then looks again).
+pub(crate) async fn wait_deleted(client: &Client, key: Vec<u8>, from_revision: i64) -> bool {
     let options = WatchOptions::new()
         .with_start_revision(from_revision)
         .with_filters([WatchFilterType::NoPut]);
     let mut client = client.clone();
     let Ok(mut stream) = client.watch(key, Some(options)).await else {
         sleep(Duration::from_millis(50)).await;
-        return;
+        return false;
     };
     loop {
         match stream.message().await {
-            Ok(Some(response)) if response.canceled() => return,
+            Ok(Some(response)) if response.canceled() => return false,
             Ok(Some(response)) => {
                 if response
                     .events()
                     .iter()
                     .any(|e| e.event_type() == EventType::Delete)
                 {
-                    return;
+                    return true;
                 }
             }
             _ => {
                 sleep(Duration::from_millis(50)).await;
-                return;
+                return false;
             }
         }
     }

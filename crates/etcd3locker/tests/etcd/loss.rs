@@ -22,7 +22,10 @@ async fn holder_is_told_before_etcd_expires_the_lease() {
     let mut observer = etcd_client::Client::connect(&endpoints[1..], None)
         .await
         .unwrap();
-    let locker = Etcd3Locker::with_options(isolated, LockerOptions::new(3, "loss"));
+    // TTL 6: the locker gives the lease up 4 s after its last renewal was
+    // sent, etcd no earlier than 6 s after it arrived, so etcd must still
+    // report at least a whole second left (it rounds down).
+    let locker = Etcd3Locker::with_options(isolated, LockerOptions::new(6, "loss"));
 
     let held = locker.lock(&id("up"), in_secs(10)).await.unwrap();
     let key = &keys(&observer, "/lossup/").await[0];
