@@ -6,6 +6,8 @@
 //! three alternating slices, on one etcd in one run:
 //! - raw put+delete pairs per second: the two raft writes any lock/unlock
 //!   cycle needs, the ceiling for a locker;
+//! - raw Txn+delete pairs per second: the conditional create on a lease that
+//!   any etcd lock needs (etcd 3.4 runs a Txn at about half a put's rate);
 //! - this locker's lock+unlock cycles per second, with lock latency p50/p99;
 //! - the Go locker's pattern per cycle (lease grant, keep-alive, lock Txn,
 //!   delete, revoke) on the same client;
@@ -35,6 +37,7 @@ const ROUNDS: u32 = 3;
 #[derive(Clone, Copy)]
 enum Kind {
     Raw,
+    RawTxn,
     Locker,
     GoPattern,
 }
@@ -84,24 +87,28 @@ async fn main() {
         "{}, {secs} s per cell, one etcd node on loopback\n",
         etcd_version()
     );
-    println!("| in flight | raw put+delete /s | locker cycles /s | ratio to raw | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for tasks in CONCURRENCY {
         // Short alternating slices, so that load from outside the benchmark
         // hits all three kinds alike.
         let (mut raw, mut ours, mut go) = (Run::default(), Run::default(), Run::default());
+        let mut raw_txn = Run::default();
         let slice = window / ROUNDS;
         for _ in 0..ROUNDS {
             raw.add(run(Kind::Raw, tasks, slice, &server, &client, &locker).await);
+            raw_txn.add(run(Kind::RawTxn, tasks, slice, &server, &client, &locker).await);
             ours.add(run(Kind::Locker, tasks, slice, &server, &client, &locker).await);
             go.add(run(Kind::GoPattern, tasks, slice, &server, &client, &locker).await);
         }
         ours.latencies.sort();
         println!(
-            "| {tasks} | {:.0} | {:.0} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} |",
+            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} |",
             raw.per_second(),
+            raw_txn.per_second(),
             ours.per_second(),
             ours.per_second() / raw.per_second(),
+            ours.per_second() / raw_txn.per_second(),
             go.per_second(),
             ours.per_second() / go.per_second(),
             ms(percentile(&ours.latencies, 50)),
@@ -146,6 +153,7 @@ async fn run(
             while Instant::now() < end {
                 match kind {
                     Kind::Raw => raw_cycle(&client, &id).await,
+                    Kind::RawTxn => raw_txn_cycle(&client, &id).await,
                     Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
                     Kind::GoPattern => go_cycle(&client, &id).await,
                 }
@@ -177,6 +185,26 @@ async fn raw_cycle(client: &Client, id: &str) {
     let key = format!("/bench-raw/{id}");
     let mut client = client.clone();
     client.put(key.as_str(), "", None).await.unwrap();
+    client.delete(key.as_str(), None).await.unwrap();
+}
+
+/// The cheapest conditional create: the Txn any lock needs (put if absent,
+/// on a lease), then the delete. No locker can beat this per cycle.
+async fn raw_txn_cycle(client: &Client, id: &str) {
+    static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
+    let mut client = client.clone();
+    let lease = *LEASE
+        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
+        .await;
+    let key = format!("/bench-txn/{id}");
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            "",
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    client.txn(txn).await.unwrap();
     client.delete(key.as_str(), None).await.unwrap();
 }
 

@@ -6,6 +6,9 @@
 //! in one Txn guarded by `create_revision == 0`; the same Txn reads the key
 //! with the lowest create revision under `N/`, the owner. If that is the
 //! contender's own key it holds the lock (one round trip, one raft write).
+//! The Txn first checks whether `N/` is empty and then only writes: a free
+//! lock, the common case, costs no read. Only when `N/` is not empty does
+//! the nested `concurrency.Mutex` Txn run.
 //! Otherwise it waits until every key created before its own is gone (see
 //! [`crate::wait`]), then checks that its own key still exists: its lease
 //! may have expired while it waited. Unlock deletes the key (one raft
