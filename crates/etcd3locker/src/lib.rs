@@ -78,6 +78,8 @@
 //! - `call`: one etcd request under a deadline, retried while unavailable.
 //! - [`error`] holds [`Error`].
 
+#![warn(missing_docs)]
+
 mod call;
 pub mod connect;
 pub mod error;

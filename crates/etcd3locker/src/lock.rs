@@ -16,8 +16,8 @@
 //! holder's key was necessarily created later.
 
 use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn,
-    TxnOp, TxnOpResponse, TxnResponse,
+    Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 use tokio::time::Instant;
 
@@ -58,15 +58,12 @@ pub(crate) async fn acquire(
     deadline: Instant,
 ) -> Result<i64, AcquireError> {
     let key = own_key(name, lease);
-    let result = tokio::select! {
-        result = contend(client, name, &key, lease.id(), deadline) => result,
-        _ = lease.lost() => Err(AcquireError::LeaseLost),
-    };
+    let result = contend(client, name, &key, lease, deadline).await;
     if result.is_err() {
-        let client = client.clone();
+        let kv = client.kv_client();
         tokio::spawn(async move {
             let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
-            if let Err(e) = delete(&client, &key, deadline).await {
+            if let Err(e) = delete(&kv, &key, deadline).await {
                 tracing::warn!(key, error = ?e, "could not delete the key of a failed lock attempt");
             }
         });
@@ -75,17 +72,18 @@ pub(crate) async fn acquire(
 }
 
 /// Gives the lock back by deleting `key`; idempotent.
-pub(crate) async fn release(client: &Client, key: &str, deadline: Instant) -> Result<(), Error> {
-    Ok(delete(client, key, deadline).await?)
+pub(crate) async fn release(kv: &KvClient, key: &str, deadline: Instant) -> Result<(), Error> {
+    Ok(delete(kv, key, deadline).await?)
 }
 
 async fn contend(
     client: &Client,
     name: &str,
     key: &str,
-    lease_id: i64,
+    lease: &Lease,
     deadline: Instant,
 ) -> Result<i64, AcquireError> {
+    let lease_id = lease.id();
     let owner = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend)
@@ -129,7 +127,7 @@ async fn contend(
         // earlier holding of ours whose delete failed: remove it, so the
         // fencing token still grows.
         if attempts == 1 && !stale_key_removed {
-            delete(client, key, deadline).await?;
+            delete(&client.kv_client(), key, deadline).await?;
             stale_key_removed = true;
             continue;
         }
@@ -144,6 +142,36 @@ async fn contend(
     if owner_revision == own_revision {
         return Ok(own_revision);
     }
+    let wait = wait_in_line(
+        client,
+        name,
+        key,
+        own_revision,
+        txn_revision,
+        owner_key,
+        contenders,
+        deadline,
+    );
+    tokio::select! {
+        result = wait => result,
+        _ = lease.lost() => Err(AcquireError::LeaseLost),
+    }
+}
+
+/// Waits behind the keys created before `key` (`own_revision`), then checks
+/// that `key` survived the wait. `owner_key` is the lowest key and
+/// `contenders` the number of keys as of `txn_revision`.
+#[allow(clippy::too_many_arguments)]
+async fn wait_in_line(
+    client: &Client,
+    name: &str,
+    key: &str,
+    own_revision: i64,
+    txn_revision: i64,
+    owner_key: Vec<u8>,
+    contenders: i64,
+    deadline: Instant,
+) -> Result<i64, AcquireError> {
     // With only the owner before us, watch it straight from the Txn's
     // revision: its deletion hands us the lock, one round trip sooner.
     let mut owner_gone = false;
@@ -183,9 +211,9 @@ fn first_in_line(response: &TxnResponse) -> Option<(Vec<u8>, i64, i64)> {
     Some((kv.key().to_vec(), kv.create_revision(), owners.count()))
 }
 
-async fn delete(client: &Client, key: &str, deadline: Instant) -> Result<(), CallError> {
+async fn delete(kv: &KvClient, key: &str, deadline: Instant) -> Result<(), CallError> {
     retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut kv = client.kv_client();
+        let mut kv = kv.clone();
         async move { kv.delete(key, None).await }
     })
     .await

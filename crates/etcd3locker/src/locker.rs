@@ -163,7 +163,7 @@ impl Etcd3Locker {
                 stop.clone(),
             ));
             let held = HeldLock {
-                inner: self.inner.clone(),
+                kv: inner.client.kv_client(),
                 key,
                 lease,
                 registration,
@@ -207,7 +207,9 @@ impl Locker for Etcd3Locker {
 /// A lock this locker holds: its key, the lease the key lives on, and its
 /// place in the local queue, which the next local caller gets on release.
 struct HeldLock {
-    inner: Arc<Inner>,
+    // Not the locker itself: a lock kept in the locker's own table
+    // (`lock_upload`) must not keep the locker alive.
+    kv: etcd_client::KvClient,
     key: String,
     lease: Arc<Lease>,
     registration: u64,
@@ -226,7 +228,7 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        release(&self.inner.client, &self.key, deadline)
+        release(&self.kv, &self.key, deadline)
             .await
             .map_err(LockError::from)
     }

@@ -45,7 +45,17 @@ async fn cluster_keeps_serving_with_one_member_down() {
     let mut client = etcd_client::Client::connect(&cluster.endpoints()[1..], Some(options))
         .await
         .unwrap();
-    client.put("k", "v", None).await.unwrap();
+    // If member 0 led, the others elect a new leader first; until then
+    // writes fail or time out, so retry for a while.
+    let mut attempts = 0;
+    while let Err(e) = client.put("k", "v", None).await {
+        attempts += 1;
+        assert!(
+            attempts < 10,
+            "no write succeeded with one member down: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     cluster.member(0).restart();
     cluster.wait_healthy().await;
 }
