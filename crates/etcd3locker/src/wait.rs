@@ -49,12 +49,7 @@ pub(crate) async fn wait_for_predecessors(
         };
         let seen_at = predecessors.header().map_or(0, |h| h.revision());
         let key = nearest.key().to_vec();
-        // `count` is the whole range's, despite the limit: when the nearest
-        // predecessor is the only one, its deletion ends the wait, as no
-        // earlier key can appear later.
-        let last = predecessors.count() == 1;
         match tokio::time::timeout_at(deadline, wait_deleted(client, key, seen_at + 1)).await {
-            Ok(true) if last => return Ok(true),
             Ok(_) => continue,
             Err(_) => return Ok(false),
         }

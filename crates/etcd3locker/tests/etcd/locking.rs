@@ -156,3 +156,47 @@ fn proposals(server: &EtcdServer) -> u64 {
         .and_then(|value| value.trim().parse::<f64>().ok())
         .expect("etcd_server_proposals_committed_total in /metrics") as u64
 }
+
+/// Three processes on one id: waiters behind a waiter watch their nearest
+/// predecessor, and one that gives up does not strand the one behind it.
+#[tokio::test]
+async fn waiters_take_turns_and_survive_a_waiter_giving_up() {
+    let server = EtcdServer::start().await;
+    let client = server.client().await;
+    let a = Etcd3Locker::new(server.client().await);
+    let b = Etcd3Locker::new(server.client().await);
+    let c = Etcd3Locker::new(server.client().await);
+
+    let held = a.lock(&id("line"), in_secs(5)).await.unwrap();
+    let quitter = {
+        let b = b.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        tokio::spawn(async move { b.lock(&id("line"), deadline).await })
+    };
+    eventually("b queued", || async {
+        keys(&client, "/tusdline/").await.len() == 2
+    })
+    .await;
+    let last = {
+        let c = c.clone();
+        tokio::spawn(async move { c.lock(&id("line"), in_secs(20)).await })
+    };
+    eventually("c queued", || async {
+        keys(&client, "/tusdline/").await.len() == 3
+    })
+    .await;
+
+    assert_eq!(
+        must("b gives up", 10, quitter).await.unwrap().unwrap_err(),
+        LockError::Timeout
+    );
+    let token = held.fencing_token().unwrap();
+    held.unlock().await.unwrap();
+    let next = must("c gets the lock", 10, last).await.unwrap().unwrap();
+    assert!(next.fencing_token().unwrap() > token);
+    next.unlock().await.unwrap();
+    eventually("no key left", || async {
+        keys(&client, "/tusd").await.is_empty()
+    })
+    .await;
+}
