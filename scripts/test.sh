@@ -11,8 +11,8 @@ cd "$root"
 
 echo "== installing test dependencies"
 scripts/install-protoc.sh
-scripts/install-etcd.sh
 scripts/install-clients.sh
+scripts/install-etcd.sh
 # shellcheck source=/dev/null
 source .tools/etcd.env
 
