@@ -18,6 +18,8 @@ mkdir -p "$tools"
 need_apt=()
 [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
+# The TLS test makes its certificates with the openssl command.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "install-etcd: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -3,11 +3,13 @@
 //! One test binary, so the suite links once; every test starts its own etcd
 //! on free loopback ports, so they run in parallel.
 
+mod auth;
 mod cluster;
 mod interop;
 mod locking;
 mod loss;
 mod seed;
+mod tls;
 
 use std::time::Duration;
 
