@@ -116,3 +116,24 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
     assert_eq!(stored.len(), CHUNK);
     assert_eq!(&stored[..], &data[..CHUNK]);
 }
+
+#[test]
+fn an_unreachable_etcd_stops_start_up_with_the_endpoints_named() {
+    let endpoint = format!("http://127.0.0.1:{}", tusd_testsupport::ports::free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--port", "0", "--upload-dir"])
+        .arg(dir.path())
+        .args([
+            "--etcd-endpoints",
+            &endpoint,
+            "--etcd-connect-timeout",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&endpoint), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+}
