@@ -106,15 +106,10 @@ async fn body_longer_than_the_rest_is_413_upfront_and_cut_when_chunked() {
     assert_eq!(data_len(&server, &url), 2);
 
     // Chunked: nothing past the declared length is written.
-    let (mut writer, body) = slow_body();
-    let send = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 2, body).await.status().as_u16() }
-    });
+    let (mut writer, send) = start_patch(&url, 2);
     writer.write_all(b"cdefghij").await.unwrap();
     drop(writer);
-    let status = send.await.unwrap();
-    assert_eq!(status, 413, "the excess is refused");
+    assert_eq!(send.await.unwrap().status(), 413, "the excess is refused");
     assert_eq!(offset(&url).await, 5);
     assert_eq!(data_len(&server, &url), 5);
     assert_eq!(get_bytes(&url).await.1, b"abcde");

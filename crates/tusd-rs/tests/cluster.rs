@@ -41,17 +41,7 @@ async fn head_on_one_node_stops_a_zombie_patch_on_the_other() {
 
     // The client's first PATCH goes to node A and stalls after 4 chunks,
     // as when a mobile connection drops without a FIN.
-    let (mut writer, body) = slow_body();
-    let zombie = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 0, body).await }
-    });
-    writer.write_all(&data[..4 * CHUNK]).await.unwrap();
-    let (server, u) = (&a, &url);
-    eventually("4 chunks on disk", 3000, || async move {
-        data_len(server, u) >= 4 * CHUNK as u64
-    })
-    .await;
+    let (writer, zombie) = stalled_patch(&a, &url, &data[..4 * CHUNK]).await;
 
     // The client retries through the load balancer and lands on node B.
     assert_eq!(
@@ -84,17 +74,7 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
     let data = pattern(total);
     let url = create(&a, total as u64).await;
 
-    let (mut writer, body) = slow_body();
-    let patching = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 0, body).await }
-    });
-    writer.write_all(&data[..CHUNK]).await.unwrap();
-    let (server, u) = (&a, &url);
-    eventually("first chunk on disk", 3000, || async move {
-        data_len(server, u) >= CHUNK as u64
-    })
-    .await;
+    let (mut writer, patching) = stalled_patch(&a, &url, &data[..CHUNK]).await;
 
     // etcd stops answering: node A can no longer renew its lease and must
     // give the lock up rather than keep writing.

@@ -12,30 +12,20 @@ use tusd_testsupport::TusServer;
 async fn head_during_a_slow_patch_takes_over_and_sees_the_stored_bytes() {
     let server = TusServer::start(BIN, &[]);
     let url = create(&server, 100).await;
-    let (mut writer, body) = slow_body();
-    let patching = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let r = patch(&url, 0, body).await;
-            (r.status().as_u16(), header_u64(&r, "upload-offset"))
-        }
-    });
-    writer.write_all(b"0123456789").await.unwrap();
-    writer.flush().await.unwrap();
-    let (s, u) = (&server, &url);
-    eventually("first bytes on disk", 500, || async move {
-        data_len(s, u) >= 10
-    })
-    .await;
+    let (writer, patching) = stalled_patch(&server, &url, b"0123456789").await;
 
     let h = head(&url).await;
     assert_eq!(h.status(), 200);
     let seen = header_u64(&h, "upload-offset");
     assert!((10..=100).contains(&seen), "HEAD saw {seen}");
 
-    let (status, patched) = patching.await.unwrap();
-    assert_eq!(status, 204);
-    assert_eq!(patched, seen, "PATCH answers with the offset HEAD saw");
+    let patched = patching.await.unwrap();
+    assert_eq!(patched.status(), 204);
+    assert_eq!(
+        header_u64(&patched, "upload-offset"),
+        seen,
+        "PATCH answers with the offset HEAD saw"
+    );
     drop(writer);
     assert_eq!(offset(&url).await, seen);
     assert_eq!(get_bytes(&url).await.1, b"0123456789"[..seen as usize]);
@@ -50,22 +40,12 @@ async fn head_during_a_slow_patch_takes_over_and_sees_the_stored_bytes() {
 async fn second_patch_takes_over_from_a_zombie_patch() {
     let server = TusServer::start(BIN, &[]);
     let url = create(&server, 8).await;
-    let (mut writer, body) = slow_body();
-    let zombie = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 0, body).await.status().as_u16() }
-    });
-    writer.write_all(b"abcd").await.unwrap();
-    let (s, u) = (&server, &url);
-    eventually("zombie bytes on disk", 500, || async move {
-        data_len(s, u) >= 4
-    })
-    .await;
+    let (mut writer, zombie) = stalled_patch(&server, &url, b"abcd").await;
 
     // The retry learns the offset (taking the lock), then resumes.
     let at = offset(&url).await;
     assert_eq!(at, 4);
-    assert_eq!(zombie.await.unwrap(), 204);
+    assert_eq!(zombie.await.unwrap().status(), 204);
     assert_eq!(patch(&url, at, &b"efgh"[..]).await.status(), 204);
     // Bytes the zombie sends later go nowhere.
     let _ = writer.write_all(b"ZZZZ").await;
@@ -83,11 +63,7 @@ async fn download_of_a_finished_upload_takes_no_lock() {
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
     let waits_before = metric(&metrics(&server).await, "tusd_lock_waits_total");
 
-    let (mut writer, body) = slow_body();
-    let holder = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 3, body).await.status().as_u16() }
-    });
+    let (mut writer, holder) = start_patch(&url, 3);
     let s = &server;
     eventually("the PATCH holds the lock", 500, || async move {
         metric(&metrics(s).await, "tusd_lock_waits_total") > waits_before
@@ -99,7 +75,7 @@ async fn download_of_a_finished_upload_takes_no_lock() {
     writer.write_all(b"d").await.unwrap();
     drop(writer);
     assert_eq!(
-        holder.await.unwrap(),
+        holder.await.unwrap().status(),
         413,
         "the holder was never asked to release"
     );
@@ -113,24 +89,16 @@ async fn get_and_delete_of_an_unfinished_upload_take_the_lock() {
     let server = TusServer::start(BIN, &[]);
     for method in ["GET", "DELETE"] {
         let url = create(&server, 50).await;
-        let (mut writer, body) = slow_body();
-        let patching = tokio::spawn({
-            let url = url.clone();
-            async move {
-                let r = patch(&url, 0, body).await;
-                (r.status().as_u16(), header_u64(&r, "upload-offset"))
-            }
-        });
-        writer.write_all(b"abcdef").await.unwrap();
-        let (s, u) = (&server, &url);
-        eventually("bytes on disk", 500, || async move { data_len(s, u) >= 6 }).await;
+        let (writer, patching) = stalled_patch(&server, &url, b"abcdef").await;
         if method == "GET" {
             assert_eq!(get_bytes(&url).await, (200, b"abcdef".to_vec()));
         } else {
             let r = tus(reqwest::Method::DELETE, &url).send().await.unwrap();
             assert_eq!(r.status(), 204);
         }
-        assert_eq!(patching.await.unwrap(), (204, 6), "{method}");
+        let patched = patching.await.unwrap();
+        assert_eq!(patched.status(), 204, "{method}");
+        assert_eq!(header_u64(&patched, "upload-offset"), 6, "{method}");
         drop(writer);
         if method == "DELETE" {
             assert_eq!(head(&url).await.status(), 404);

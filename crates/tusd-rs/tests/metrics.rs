@@ -5,7 +5,6 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tokio::io::AsyncWriteExt;
 use tusd_testsupport::TusServer;
 
 #[tokio::test]
@@ -67,17 +66,10 @@ async fn metrics_name_everything_and_move_after_an_upload() {
 async fn lock_waits_are_counted_when_a_request_takes_over() {
     let server = TusServer::start(BIN, &[]);
     let url = create(&server, 10).await;
-    let (mut writer, body) = slow_body();
-    let patching = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 0, body).await.status().as_u16() }
-    });
-    writer.write_all(b"ab").await.unwrap();
-    let (s, u) = (&server, &url);
-    eventually("bytes on disk", 500, || async move { data_len(s, u) >= 2 }).await;
+    let (_writer, patching) = stalled_patch(&server, &url, b"ab").await;
     let before = metrics(&server).await;
     assert_eq!(offset(&url).await, 2);
-    assert_eq!(patching.await.unwrap(), 204);
+    assert_eq!(patching.await.unwrap().status(), 204);
     let after = metrics(&server).await;
     let moved = |name: &str| metric(&after, name) - metric(&before, name);
     assert_eq!(moved("tusd_lock_waits_total"), 1.0, "{after}");

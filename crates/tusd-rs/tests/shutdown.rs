@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use tokio::io::AsyncWriteExt;
 use tusd_testsupport::TusServer;
 
 const SIGTERM: i32 = 15;
@@ -24,26 +23,13 @@ async fn in_flight_patch_is_stopped_and_kept_at_shutdown() {
     let dir = tmp.path().join("uploads");
     let mut server = TusServer::start_in(BIN, &dir, &["--shutdown-timeout", "1s"]);
     let url = create(&server, 100).await;
-    let (mut writer, body) = slow_body();
-    let patching = tokio::spawn({
-        let url = url.clone();
-        async move {
-            let r = patch(&url, 0, body).await;
-            (
-                r.status().as_u16(),
-                r.headers().get("upload-offset").cloned(),
-            )
-        }
-    });
-    writer.write_all(b"0123456789").await.unwrap();
-    let (s, u) = (&server, &url);
-    eventually("bytes on disk", 500, || async move { data_len(s, u) >= 10 }).await;
+    let (writer, patching) = stalled_patch(&server, &url, b"0123456789").await;
 
     server.signal(SIGTERM);
     // The body stays open: only the shutdown timeout can end it.
-    let (status, offset_header) = patching.await.unwrap();
-    assert_eq!(status, 204, "{}", server.log());
-    assert_eq!(offset_header.unwrap(), "10");
+    let patched = patching.await.unwrap();
+    assert_eq!(patched.status(), 204, "{}", server.log());
+    assert_eq!(header_u64(&patched, "upload-offset"), 10);
     let exit = tokio::task::block_in_place(|| server.terminate());
     assert!(exit.success(), "{exit:?}\n{}", server.log());
     drop(writer);

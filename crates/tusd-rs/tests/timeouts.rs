@@ -4,20 +4,13 @@
 mod common;
 
 use common::*;
-use tokio::io::AsyncWriteExt;
 use tusd_testsupport::TusServer;
 
 #[tokio::test]
 async fn a_stalled_body_is_ended_and_its_bytes_kept() {
     let server = TusServer::start(BIN, &["--network-timeout", "300ms"]);
     let url = create(&server, 100).await;
-    let (mut writer, body) = slow_body();
-    let patching = tokio::spawn({
-        let url = url.clone();
-        async move { patch(&url, 0, body).await }
-    });
-    writer.write_all(b"0123456789").await.unwrap();
-    writer.flush().await.unwrap();
+    let (writer, patching) = stalled_patch(&server, &url, b"0123456789").await;
     // The writer stays open and silent: only the server's timeout can end
     // the request.
     let response = tokio::time::timeout(std::time::Duration::from_secs(60), patching)

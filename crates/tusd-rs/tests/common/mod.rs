@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::{Client, Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tusd_testsupport::TusServer;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
@@ -142,6 +143,36 @@ pub fn slow_body() -> (tokio::io::DuplexStream, reqwest::Body) {
     let (writer, reader) = tokio::io::duplex(1024);
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(reader));
     (writer, body)
+}
+
+/// A PATCH at `offset` whose body the test feeds through the returned
+/// writer (dropping it ends the body); the response comes from the handle.
+pub fn start_patch(url: &str, offset: u64) -> (tokio::io::DuplexStream, JoinHandle<Response>) {
+    let (writer, body) = slow_body();
+    let url = url.to_owned();
+    (
+        writer,
+        tokio::spawn(async move { patch(&url, offset, body).await }),
+    )
+}
+
+/// Starts a PATCH at offset 0, sends `first`, and returns once those bytes
+/// are in the data file: the PATCH then surely holds the upload's lock, and
+/// stalls until the test writes more or drops the writer.
+pub async fn stalled_patch(
+    server: &TusServer,
+    url: &str,
+    first: &[u8],
+) -> (tokio::io::DuplexStream, JoinHandle<Response>) {
+    let (mut writer, response) = start_patch(url, 0);
+    writer.write_all(first).await.unwrap();
+    writer.flush().await.unwrap();
+    let len = first.len() as u64;
+    eventually("the first bytes on disk", 3000, || async move {
+        data_len(server, url) >= len
+    })
+    .await;
+    (writer, response)
 }
 
 /// The value of an unlabelled metric line `name value` in OpenMetrics text.
