@@ -19,6 +19,8 @@ use etcd_client::{
     Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
@@ -26,7 +28,15 @@ use crate::lease::Lease;
 use crate::wait::{wait_deleted, wait_for_predecessors};
 use crate::Error;
 
-/// Why [`acquire`] did not get the lock. In every case it leaves no key.
+/// After a failed call, how long etcd gets to apply a request of ours that
+/// may still be in flight before [`clean_up`] looks at the key again.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// How long [`clean_up`] keeps trying before it gives up with a warning.
+const CLEAN_UP_WINDOW: Duration = Duration::from_secs(10);
+
+/// Why [`acquire`] did not get the lock. The key may still exist, or appear
+/// later: the caller runs [`clean_up`].
 pub(crate) enum AcquireError {
     /// Earlier keys were still there at the deadline.
     StillHeld,
@@ -49,26 +59,51 @@ pub(crate) fn own_key(name: &str, lease: &Lease) -> String {
 
 /// Takes the lock `name` (ending in `/`) with a key on `lease`, waiting
 /// until `deadline`. Returns the key's create revision, the fencing token.
-/// On failure the key is deleted, in the background if need be: a Txn that
-/// timed out may still have committed.
+/// On failure the key may exist, or appear later (a Txn that timed out may
+/// still commit): the caller must run [`clean_up`].
 pub(crate) async fn acquire(
     client: &Client,
     name: &str,
     lease: &Lease,
     deadline: Instant,
 ) -> Result<i64, AcquireError> {
-    let key = own_key(name, lease);
-    let result = contend(client, name, &key, lease, deadline).await;
-    if result.is_err() {
-        let kv = client.kv_client();
-        tokio::spawn(async move {
-            let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
-            if let Err(e) = delete(&kv, &key, deadline).await {
-                tracing::warn!(key, error = ?e, "could not delete the key of a failed lock attempt");
-            }
-        });
+    contend(client, name, &own_key(name, lease), lease, deadline).await
+}
+
+/// Makes sure `key` is gone after a lock attempt or an unlock failed
+/// midway. etcd may apply a request that timed out after a delete sent
+/// later (it serves the two concurrently), so one delete is not enough: it
+/// deletes, gives etcd [`SETTLE`] to apply anything still in flight, and
+/// looks again, until the key stays absent.
+///
+/// `turn` is the caller's local turn on the id, held until this is done:
+/// the next local caller would write the same key (same lease), and a late
+/// delete must never remove a key that a later holder relies on.
+pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, turn: T) {
+    let give_up = Instant::now() + CLEAN_UP_WINDOW;
+    while Instant::now() < give_up {
+        if delete(&kv, &key, Instant::now() + 2 * ATTEMPT_TIMEOUT)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        tokio::time::sleep(SETTLE).await;
+        let looked = retry(Instant::now() + ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT, || {
+            let mut kv = kv.clone();
+            let key = key.clone();
+            async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+        })
+        .await;
+        if looked.is_ok_and(|answer| answer.count() == 0) {
+            drop(turn);
+            return;
+        }
     }
-    result
+    tracing::warn!(
+        key,
+        "could not make sure the key of a failed lock call is gone"
+    );
 }
 
 /// Gives the lock back by deleting `key`; idempotent.

@@ -12,7 +12,7 @@ use tusd_handler::{Lock, LockError, LockSignals, Locker, Release, StoreComposer,
 
 use crate::call::ATTEMPT_TIMEOUT;
 use crate::lease::{Lease, Leases};
-use crate::lock::{acquire, own_key, release, AcquireError};
+use crate::lock::{acquire, clean_up, own_key, release, AcquireError};
 use crate::queue::{LocalQueue, Turn};
 use crate::wait::request_release_on_waiter;
 use crate::{Error, LockerOptions};
@@ -142,10 +142,22 @@ impl Etcd3Locker {
             let lease = inner.leases.get(deadline).await?;
             let revision = match acquire(&inner.client, &name, &lease, deadline).await {
                 Ok(revision) => revision,
-                Err(AcquireError::StillHeld) => return Err(Error::FileLocked),
-                Err(AcquireError::LeaseLost) if Instant::now() < deadline => continue,
-                Err(AcquireError::LeaseLost) => return Err(Error::LockLost),
-                Err(AcquireError::Failed(e)) => return Err(e),
+                Err(failure) => {
+                    let key = own_key(&name, &lease);
+                    let kv = inner.client.kv_client();
+                    if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
+                        // A new lease writes a new key name, so the old key
+                        // can be cleaned up while this caller goes on.
+                        tokio::spawn(clean_up(kv, key, ()));
+                        continue;
+                    }
+                    tokio::spawn(clean_up(kv, key, turn));
+                    return Err(match failure {
+                        AcquireError::StillHeld => Error::FileLocked,
+                        AcquireError::LeaseLost => Error::LockLost,
+                        AcquireError::Failed(e) => e,
+                    });
+                }
             };
             let signals = LockSignals::new();
             let Some(registration) = lease.register(&signals) else {
@@ -228,8 +240,13 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        release(&self.kv, &self.key, deadline)
-            .await
-            .map_err(LockError::from)
+        let released = release(&self.kv, &self.key, deadline).await;
+        if released.is_err() {
+            // The delete may still land late; until the key is surely gone,
+            // the next local caller (same key name) must wait.
+            let HeldLock { kv, key, _turn, .. } = *self;
+            tokio::spawn(clean_up(kv, key, _turn));
+        }
+        released.map_err(LockError::from)
     }
 }

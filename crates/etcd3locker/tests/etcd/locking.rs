@@ -200,3 +200,42 @@ async fn waiters_take_turns_and_survive_a_waiter_giving_up() {
     })
     .await;
 }
+
+/// A lock attempt whose Txn reaches etcd but gets no answer before its
+/// deadline (etcd paused) may commit once etcd resumes, possibly after the
+/// locker's first delete. The locker keeps deleting until the key is surely
+/// gone: another process can then take the lock (a leaked key would block
+/// it for as long as the lease lives), and nothing of the attempt is left.
+#[tokio::test]
+async fn a_txn_cut_off_by_its_deadline_leaves_nothing_behind() {
+    let mut server = EtcdServer::start().await;
+    let observer = server.client().await;
+    let locker = Etcd3Locker::new(server.client().await);
+    // Take the lease now, so the attempt below sends nothing but its Txn.
+    let warm = locker.lock(&id("warm"), in_secs(5)).await.unwrap();
+    warm.unlock().await.unwrap();
+    let before = revision(&observer).await;
+
+    server.pause();
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+    assert!(locker.lock(&id("cut"), deadline).await.is_err());
+    server.resume();
+
+    let other = Etcd3Locker::new(server.client().await);
+    let again = other.lock(&id("cut"), in_secs(15)).await.unwrap();
+    again.unlock().await.unwrap();
+    other.shutdown().await;
+    // Anything of the cut-off attempt still in flight would land by now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(keys(&observer, "/tusd").await.is_empty());
+    // 2: etcd dropped the cancelled Txn; 4: it committed late and was
+    // deleted. Then the other locker's lock and unlock.
+    let moved = revision(&observer).await - before;
+    assert!(moved == 2 || moved == 4, "revision moved by {moved}");
+    locker.shutdown().await;
+}
+
+async fn revision(client: &etcd_client::Client) -> i64 {
+    let answer = client.clone().get("probe", None).await.unwrap();
+    answer.header().unwrap().revision()
+}
