@@ -140,7 +140,7 @@ async fn run(
     client: &Client,
     locker: &Etcd3Locker,
 ) -> Run {
-    let before = proposals(server);
+    let before = server.proposals_committed();
     let end = Instant::now() + window;
     let mut handles = Vec::new();
     for task in 0..tasks {
@@ -176,7 +176,7 @@ async fn run(
     Run {
         cycles,
         seconds,
-        proposals: proposals(server) - before,
+        proposals: server.proposals_committed() - before,
         latencies,
     }
 }
@@ -302,15 +302,6 @@ async fn handoff(server: &EtcdServer) -> (Duration, Vec<Duration>) {
     first.shutdown().await;
     second.shutdown().await;
     (percentile(&puts, 50), latencies)
-}
-
-fn proposals(server: &EtcdServer) -> u64 {
-    server
-        .metrics()
-        .lines()
-        .find_map(|line| line.strip_prefix("etcd_server_proposals_committed_total "))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .expect("etcd_server_proposals_committed_total in /metrics") as u64
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

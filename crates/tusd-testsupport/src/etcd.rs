@@ -81,6 +81,16 @@ impl EtcdServer {
     pub fn metrics(&self) -> String {
         self.cluster.members[0].metrics()
     }
+
+    /// `etcd_server_proposals_committed_total` from `/metrics`: the raft
+    /// writes this node committed so far.
+    pub fn proposals_committed(&self) -> u64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix("etcd_server_proposals_committed_total "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .expect("etcd_server_proposals_committed_total in /metrics") as u64
+    }
 }
 
 /// Several etcd members forming one cluster.

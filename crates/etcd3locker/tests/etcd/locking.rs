@@ -136,7 +136,7 @@ async fn an_uncontended_cycle_costs_two_raft_proposals() {
         .unwrap();
     // The counter trails the answers a little; let it settle around the run.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = proposals(&server);
+    let before = server.proposals_committed();
     for i in 0..20 {
         let lock = locker
             .lock(&id(&format!("u{i}")), in_secs(5))
@@ -145,16 +145,7 @@ async fn an_uncontended_cycle_costs_two_raft_proposals() {
         lock.unlock().await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(proposals(&server) - before, 40);
-}
-
-fn proposals(server: &EtcdServer) -> u64 {
-    server
-        .metrics()
-        .lines()
-        .find_map(|line| line.strip_prefix("etcd_server_proposals_committed_total "))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .expect("etcd_server_proposals_committed_total in /metrics") as u64
+    assert_eq!(server.proposals_committed() - before, 40);
 }
 
 /// Three processes on one id: waiters behind a waiter watch their nearest
