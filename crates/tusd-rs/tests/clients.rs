@@ -11,6 +11,8 @@
 //!   concatenation;
 //! - tus-js-client has no Upload-Checksum support.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -18,11 +20,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::{head, metric, metrics, offset, BIN};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tusd_testsupport::TusServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 /// Safety net against a hung client; no test expects to come near it.
@@ -47,14 +49,8 @@ fn js(endpoint: &str, file: &Path, mode: &str, args: &[&str]) -> Command {
         installed.display()
     );
     let mut command = Command::new("node");
-    command
-        .current_dir(&dir)
-        .arg(dir.join("upload.mjs"))
-        .arg(endpoint)
-        .arg(file)
-        .arg(mode)
-        .args(args);
-    command
+    command.current_dir(&dir).arg(dir.join("upload.mjs"));
+    with_upload_args(command, endpoint, file, mode, args)
 }
 
 /// `<repo>/.venv/bin/python tests/clients/python/upload.py <endpoint> <file> <mode> <args...>`
@@ -80,11 +76,19 @@ fn py(endpoint: &str, file: &Path, mode: &str, args: &[&str]) -> Command {
     command
         .current_dir(&dir)
         .arg("-u")
-        .arg(dir.join("upload.py"))
-        .arg(endpoint)
-        .arg(file)
-        .arg(mode)
-        .args(args);
+        .arg(dir.join("upload.py"));
+    with_upload_args(command, endpoint, file, mode, args)
+}
+
+/// The arguments both client scripts take: `<endpoint> <file> <mode> <args...>`.
+fn with_upload_args(
+    mut command: Command,
+    endpoint: &str,
+    file: &Path,
+    mode: &str,
+    args: &[&str],
+) -> Command {
+    command.arg(endpoint).arg(file).arg(mode).args(args);
     command
 }
 
@@ -233,39 +237,9 @@ async fn assert_upload_is(server: &TusServer, url: &str, expected: &[u8]) {
     assert_same_bytes(&data_file(server, url), expected, "data file");
 }
 
-async fn head(url: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .head(url)
-        .header("Tus-Resumable", "1.0.0")
-        .send()
-        .await
-        .expect("HEAD the upload")
-}
-
-async fn head_offset(url: &str) -> u64 {
-    let response = head(url).await;
-    assert_eq!(response.status(), 200, "HEAD {url}");
-    response.headers()["upload-offset"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// `tusd_bytes_received_total` from /metrics.
 async fn bytes_received(server: &TusServer) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.origin()))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix("tusd_bytes_received_total "))
-        .unwrap_or_else(|| panic!("no tusd_bytes_received_total in:\n{text}"))
-        .trim()
-        .parse()
-        .expect("a number")
+    metric(&metrics(server).await, "tusd_bytes_received_total") as u64
 }
 
 fn offset_of(event: &Value, key: &str) -> u64 {
@@ -338,7 +312,7 @@ async fn js_resume_after_sigkill() {
     assert!(first.killed, "{first:?}");
     assert!(first.of("success").is_empty(), "{first:?}");
     let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
-    let stopped_at = head_offset(&url).await;
+    let stopped_at = offset(&url).await;
     assert!(
         stopped_at > 0 && stopped_at < data.len() as u64,
         "offset after the kill: {stopped_at}"
@@ -412,7 +386,7 @@ async fn js_resume_after_sigkill_mid_patch() {
     );
     assert!(first.killed, "{first:?}");
     let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
-    let stopped_at = head_offset(&url).await;
+    let stopped_at = offset(&url).await;
     eprintln!("killed mid-PATCH; the server kept {stopped_at} bytes");
     assert!(
         stopped_at >= chunk && stopped_at < data.len() as u64,
@@ -589,7 +563,7 @@ async fn py_resume_after_sigkill_from_url_storage() {
     );
     assert!(first.killed, "{first:?}");
     let url = first.of("url")[0]["url"].as_str().unwrap().to_owned();
-    let stopped_at = head_offset(&url).await;
+    let stopped_at = offset(&url).await;
     assert!(
         stopped_at > 0 && stopped_at < data.len() as u64,
         "offset after the kill: {stopped_at}"
@@ -670,7 +644,7 @@ async fn py_checksum_mismatch_is_refused() {
     assert_eq!(errors[0]["status"], 460, "{run:?}");
     assert!(run.of("chunk").is_empty(), "{run:?}");
     let url = run.of("url")[0]["url"].as_str().unwrap().to_owned();
-    assert_eq!(head_offset(&url).await, 0);
+    assert_eq!(offset(&url).await, 0);
     assert!(data_file(&server, &url).is_empty());
     // Not asserted: tusd_bytes_received_total, which (help text "Upload
     // bytes stored") still counts the discarded chunk's bytes.
