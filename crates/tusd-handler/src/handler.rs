@@ -101,11 +101,6 @@ impl TusHandler {
         let inner = self.inner.clone();
         tokio::spawn(async move { expiration::sweep_forever(&inner, interval).await })
     }
-
-    /// Runs one expiration sweep now and returns how many uploads it removed.
-    pub async fn sweep_expired(&self) -> usize {
-        expiration::sweep(&self.inner).await
-    }
 }
 
 impl Inner {
