@@ -6,9 +6,9 @@
 //! in one Txn guarded by `create_revision == 0`; the same Txn reads the key
 //! with the lowest create revision under `N/`, the owner. If that is the
 //! contender's own key it holds the lock (one round trip, one raft write).
-//! The Txn first checks whether `N/` is empty and then only writes: a free
-//! lock, the common case, costs no read. Only when `N/` is not empty does
-//! the nested `concurrency.Mutex` Txn run.
+//! A first, smaller Txn checks whether `N/` is empty and then only writes: a
+//! free lock, the common case, costs no read. Only when `N/` is not empty
+//! does the `concurrency.Mutex` Txn follow.
 //! Otherwise it waits until every key created before its own is gone (see
 //! [`crate::wait`]), then checks that its own key still exists: its lease
 //! may have expired while it waited. Unlock deletes the key (one raft
@@ -119,21 +119,33 @@ async fn contend(
     deadline: Instant,
 ) -> Result<i64, AcquireError> {
     let lease_id = lease.id();
+    let put = TxnOp::put(key, "", Some(PutOptions::new().with_lease(lease_id)));
+    // The common case, a free lock, needs no read and nothing else in the
+    // request: if no key exists under `name`, ours is the first and owns the
+    // lock. The request is kept this small because etcd writes every Txn
+    // whole into its raft log, taken branch or not.
+    let free = Txn::new()
+        .when([Compare::create_revision(name, CompareOp::Equal, 0).with_prefix()])
+        .and_then([put.clone()]);
+    let fast = retry(deadline, ATTEMPT_TIMEOUT, || {
+        let mut kv = client.kv_client();
+        let free = free.clone();
+        async move { kv.txn(free).await }
+    })
+    .await?;
+    if fast.succeeded() {
+        return Ok(fast.header().map_or(0, |h| h.revision()));
+    }
+    // Someone else's key, or a key of ours that a failed unlock or a late
+    // attempt left, is there: `concurrency.Mutex`'s Txn from here on.
     let owner = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend)
         .with_limit(1);
-    let put = TxnOp::put(key, "", Some(PutOptions::new().with_lease(lease_id)));
-    let contended = Txn::new()
-        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-        .and_then([put.clone(), TxnOp::get(name, Some(owner.clone()))])
-        .or_else([TxnOp::get(key, None), TxnOp::get(name, Some(owner))]);
-    // The common case, a free lock, needs no read: if no key exists under
-    // `name`, ours is the first and owns the lock.
     let txn = Txn::new()
-        .when([Compare::create_revision(name, CompareOp::Equal, 0).with_prefix()])
-        .and_then([put])
-        .or_else([TxnOp::txn(contended)]);
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([put, TxnOp::get(name, Some(owner.clone()))])
+        .or_else([TxnOp::get(key, None), TxnOp::get(name, Some(owner))]);
     let mut stale_key_removed = false;
     let (response, own_revision, txn_revision) = loop {
         let mut attempts = 0;
@@ -144,16 +156,7 @@ async fn contend(
             async move { kv.txn(txn).await }
         })
         .await?;
-        // Nested Txn answers carry no revision of their own.
         let txn_revision = response.header().map_or(0, |h| h.revision());
-        if response.succeeded() {
-            return Ok(txn_revision);
-        }
-        let Some(TxnOpResponse::Txn(response)) = response.op_responses().into_iter().next() else {
-            return Err(AcquireError::Failed(Error::Unavailable(
-                "etcd answered the lock Txn without its nested Txn".to_owned(),
-            )));
-        };
         if response.succeeded() {
             break (response, txn_revision, txn_revision);
         }
