@@ -38,6 +38,8 @@ const ROUNDS: u32 = 3;
 enum Kind {
     Raw,
     RawTxn,
+    PutWatch,
+    PutRange,
     Locker,
     GoPattern,
 }
@@ -89,19 +91,27 @@ async fn main() {
     );
     println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for tasks in CONCURRENCY {
+    let only: Option<usize> = std::env::var("ONLY").ok().and_then(|s| s.parse().ok());
+    for tasks in CONCURRENCY
+        .into_iter()
+        .filter(|t| only.is_none_or(|o| o == *t))
+    {
         // Short alternating slices, so that load from outside the benchmark
         // hits all three kinds alike.
         let (mut raw, mut ours, mut go) = (Run::default(), Run::default(), Run::default());
         let mut raw_txn = Run::default();
+        let (mut pw, mut pr) = (Run::default(), Run::default());
         let slice = window / ROUNDS;
         for _ in 0..ROUNDS {
             raw.add(run(Kind::Raw, tasks, slice, &server, &client, &locker).await);
             raw_txn.add(run(Kind::RawTxn, tasks, slice, &server, &client, &locker).await);
+            pw.add(run(Kind::PutWatch, tasks, slice, &server, &client, &locker).await);
+            pr.add(run(Kind::PutRange, tasks, slice, &server, &client, &locker).await);
             ours.add(run(Kind::Locker, tasks, slice, &server, &client, &locker).await);
             go.add(run(Kind::GoPattern, tasks, slice, &server, &client, &locker).await);
         }
         ours.latencies.sort();
+        println!("EXPERIMENT {tasks}: raw {:.0} putwatch {:.0} ({:.2}) putrange {:.0} ({:.2}) proposals pw {:.2}", raw.per_second(), pw.per_second(), pw.per_second()/raw.per_second(), pr.per_second(), pr.per_second()/raw.per_second(), pw.proposals_per_cycle());
         println!(
             "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} |",
             raw.per_second(),
@@ -140,7 +150,25 @@ async fn run(
     client: &Client,
     locker: &Etcd3Locker,
 ) -> Run {
+    if let Ok(only) = std::env::var("KIND") {
+        let k = match kind {
+            Kind::Raw => "raw",
+            Kind::RawTxn => "rawtxn",
+            Kind::PutWatch => "putwatch",
+            Kind::PutRange => "putrange",
+            Kind::Locker => "locker",
+            Kind::GoPattern => "go",
+        };
+        if k != only {
+            return Run {
+                cycles: 1,
+                seconds: 1.0,
+                ..Run::default()
+            };
+        }
+    }
     let before = server.proposals_committed();
+    let cpu0 = (cpu_ticks(std::process::id()), etcd_pid().map(cpu_ticks));
     let end = Instant::now() + window;
     let mut handles = Vec::new();
     for task in 0..tasks {
@@ -154,6 +182,8 @@ async fn run(
                 match kind {
                     Kind::Raw => raw_cycle(&client, &id).await,
                     Kind::RawTxn => raw_txn_cycle(&client, &id).await,
+                    Kind::PutWatch => put_watch_cycle(&client, &id).await,
+                    Kind::PutRange => put_range_cycle(&client, &id).await,
                     Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
                     Kind::GoPattern => go_cycle(&client, &id).await,
                 }
@@ -171,6 +201,23 @@ async fn run(
         latencies.extend(task_latencies);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu1 = (cpu_ticks(std::process::id()), etcd_pid().map(cpu_ticks));
+    if std::env::var("CPU").is_ok() {
+        let k = match kind {
+            Kind::Raw => "raw",
+            Kind::RawTxn => "rawtxn",
+            Kind::PutWatch => "putwatch",
+            Kind::PutRange => "putrange",
+            Kind::Locker => "locker",
+            Kind::GoPattern => "go",
+        };
+        eprintln!(
+            "CPU {tasks} {k}: cycles/s {:.0} client us/cycle {:.1} etcd us/cycle {:.1}",
+            cycles as f64 / seconds,
+            (cpu1.0 - cpu0.0) as f64 * 10_000.0 / cycles as f64,
+            (cpu1.1.unwrap_or(0) - cpu0.1.unwrap_or(0)) as f64 * 10_000.0 / cycles as f64
+        );
+    }
     // The counter trails the answers a little.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Run {
@@ -317,4 +364,149 @@ fn ms(d: Duration) -> f64 {
 
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
+}
+
+struct Seen {
+    upto: i64,
+    waiting: std::collections::BTreeMap<i64, Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+static MIRROR: tokio::sync::OnceCell<(i64, Vec<Arc<std::sync::Mutex<Seen>>>)> =
+    tokio::sync::OnceCell::const_new();
+fn shards() -> usize {
+    std::env::var("SHARDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+async fn put_watch_cycle(client: &Client, id: &str) {
+    let mut client = client.clone();
+    let (lease, seen) = MIRROR
+        .get_or_init(|| async {
+            let mut c = client.clone();
+            let lease = c.lease_grant(600, None).await.unwrap().id();
+            let mut all = Vec::new();
+            for shard in 0..shards() {
+                let seen = Arc::new(std::sync::Mutex::new(Seen {
+                    upto: 0,
+                    waiting: Default::default(),
+                }));
+                all.push(seen.clone());
+                let mut stream = c
+                    .watch(
+                        format!("/bench-pw/{shard}/"),
+                        Some(etcd_client::WatchOptions::new().with_prefix()),
+                    )
+                    .await
+                    .unwrap();
+                let s2 = seen.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(r)) = stream.message().await {
+                        if let Some(rev) = r
+                            .events()
+                            .iter()
+                            .filter_map(|e| e.kv())
+                            .map(|kv| kv.mod_revision())
+                            .max()
+                        {
+                            let mut g = s2.lock().unwrap();
+                            g.upto = rev;
+                            let later = g.waiting.split_off(&(rev + 1));
+                            let done = std::mem::replace(&mut g.waiting, later);
+                            drop(g);
+                            for (_, v) in done {
+                                for tx in v {
+                                    let _ = tx.send(());
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            (lease, all)
+        })
+        .await
+        .clone();
+    let shard = id[1..].parse::<usize>().unwrap() % seen.len();
+    let seen = seen[shard].clone();
+    let key = format!("/bench-pw/{shard}/{id}/{lease:x}");
+    let put = client
+        .put(
+            key.as_str(),
+            "",
+            Some(PutOptions::new().with_lease(lease).with_prev_key()),
+        )
+        .await
+        .unwrap();
+    let rev = put.header().unwrap().revision();
+    let rx = {
+        let mut g = seen.lock().unwrap();
+        if g.upto >= rev {
+            None
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            g.waiting.entry(rev).or_default().push(tx);
+            Some(rx)
+        }
+    };
+    if let Some(rx) = rx {
+        rx.await.unwrap();
+    }
+    client.delete(key.as_str(), None).await.unwrap();
+}
+
+async fn put_range_cycle(client: &Client, id: &str) {
+    static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
+    let mut client = client.clone();
+    let lease = *LEASE
+        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
+        .await;
+    let name = format!("/bench-pr/{id}/");
+    let key = format!("{name}{lease:x}");
+    client
+        .put(
+            key.as_str(),
+            "",
+            Some(PutOptions::new().with_lease(lease).with_prev_key()),
+        )
+        .await
+        .unwrap();
+    client
+        .get(
+            name.as_str(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_serializable()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    client.delete(key.as_str(), None).await.unwrap();
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn etcd_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.contains("(etcd)") {
+            let rest = stat.rsplit(')').next().unwrap_or("");
+            if rest.split_whitespace().nth(1) == Some(me.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
 }
