@@ -2,8 +2,8 @@
 //! as a Markdown table for docs/benchmarks.md.
 //!
 //! At 1, 16, 64 and 256 tasks in flight, each on its own id, for
-//! `BENCH_SECS` seconds (default 6) each, in
-//! three alternating slices, on one etcd in one run:
+//! `BENCH_SECS` seconds (default 6) per kind, cut into `BENCH_SLICES`
+//! (default 6) alternating slices, on one etcd in one run:
 //! - raw put+delete pairs per second: the two raft writes any lock/unlock
 //!   cycle needs, the ceiling for a locker;
 //! - raw Txn+delete pairs per second: the conditional create on a lease that
@@ -11,7 +11,13 @@
 //! - this locker's lock+unlock cycles per second, with lock latency p50/p99;
 //! - the Go locker's pattern per cycle (lease grant, keep-alive, lock Txn,
 //!   delete, revoke) on the same client;
-//! - raft proposals per cycle, from etcd's `etcd_server_proposals_committed_total`.
+//! - raft proposals per cycle, from etcd's `etcd_server_proposals_committed_total`;
+//! - CPU time per cycle of etcd and of this benchmark's process (the client),
+//!   from `/proc`: on a small machine the two share the cores, so what the
+//!   client spends is taken from etcd.
+//!
+//! `BENCH_PIN=1` pins etcd to CPU 0 and the benchmark to CPU 1, as if etcd
+//! ran on a host of its own (needs two CPUs).
 //!
 //! Then the contended hand-off latency: one locker unlocks, another that was
 //! waiting on the same id acquires; compared with one put's round trip.
@@ -32,14 +38,11 @@ use tusd_testsupport::{etcd_version, EtcdServer};
 
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];
 const HANDOFFS: usize = 200;
-const ROUNDS: u32 = 3;
 
 #[derive(Clone, Copy)]
 enum Kind {
     Raw,
     RawTxn,
-    PutWatch,
-    PutRange,
     Locker,
     GoPattern,
 }
@@ -51,6 +54,9 @@ struct Run {
     seconds: f64,
     proposals: u64,
     latencies: Vec<Duration>,
+    /// CPU ticks (1/100 s) of the benchmark process and of etcd.
+    client_ticks: u64,
+    etcd_ticks: u64,
 }
 
 impl Run {
@@ -59,6 +65,8 @@ impl Run {
         self.seconds += other.seconds;
         self.proposals += other.proposals;
         self.latencies.extend(other.latencies);
+        self.client_ticks += other.client_ticks;
+        self.etcd_ticks += other.etcd_ticks;
     }
 
     fn per_second(&self) -> f64 {
@@ -68,6 +76,11 @@ impl Run {
     fn proposals_per_cycle(&self) -> f64 {
         self.proposals as f64 / (self.cycles as f64).max(1.0)
     }
+
+    /// Microseconds of CPU per cycle, from ticks of 10 ms.
+    fn micros_per_cycle(&self, ticks: u64) -> f64 {
+        ticks as f64 * 10_000.0 / (self.cycles as f64).max(1.0)
+    }
 }
 
 #[tokio::main]
@@ -76,8 +89,18 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
+    let slices: u32 = std::env::var("BENCH_SLICES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
     let window = Duration::from_secs(secs);
-    let server = EtcdServer::start().await;
+    let mut server = EtcdServer::start().await;
+    let etcd_pid = server.member().pid().expect("etcd runs");
+    let pinned = std::env::var("BENCH_PIN").is_ok_and(|v| v == "1");
+    if pinned {
+        pin(etcd_pid, "0");
+        pin(std::process::id(), "1");
+    }
     let client = server.client().await;
     let locker = Etcd3Locker::with_options(client.clone(), LockerOptions::new(60, "/bench-lock"));
     // Grant the lease outside the measurement.
@@ -86,34 +109,37 @@ async fn main() {
     lock.unlock().await.unwrap();
 
     println!(
-        "{}, {secs} s per cell, one etcd node on loopback\n",
-        etcd_version()
+        "{}, {secs} s per cell in {slices} slices, one etcd node on loopback{}\n",
+        etcd_version(),
+        if pinned {
+            ", etcd pinned to CPU 0 and the benchmark to CPU 1"
+        } else {
+            ", unpinned"
+        }
     );
-    println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let only: Option<usize> = std::env::var("ONLY").ok().and_then(|s| s.parse().ok());
-    for tasks in CONCURRENCY
-        .into_iter()
-        .filter(|t| only.is_none_or(|o| o == *t))
-    {
+    println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) | etcd CPU µs per cycle (raw / Txn / locker) | client CPU µs per cycle (raw / Txn / locker) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for tasks in CONCURRENCY {
         // Short alternating slices, so that load from outside the benchmark
-        // hits all three kinds alike.
+        // and the VM's own drift hit all kinds alike.
         let (mut raw, mut ours, mut go) = (Run::default(), Run::default(), Run::default());
         let mut raw_txn = Run::default();
-        let (mut pw, mut pr) = (Run::default(), Run::default());
-        let slice = window / ROUNDS;
-        for _ in 0..ROUNDS {
-            raw.add(run(Kind::Raw, tasks, slice, &server, &client, &locker).await);
-            raw_txn.add(run(Kind::RawTxn, tasks, slice, &server, &client, &locker).await);
-            pw.add(run(Kind::PutWatch, tasks, slice, &server, &client, &locker).await);
-            pr.add(run(Kind::PutRange, tasks, slice, &server, &client, &locker).await);
-            ours.add(run(Kind::Locker, tasks, slice, &server, &client, &locker).await);
-            go.add(run(Kind::GoPattern, tasks, slice, &server, &client, &locker).await);
+        let slice = window / slices;
+        let bench = Bench {
+            server: &server,
+            etcd_pid,
+            client: &client,
+            locker: &locker,
+        };
+        for _ in 0..slices {
+            raw.add(bench.run(Kind::Raw, tasks, slice).await);
+            raw_txn.add(bench.run(Kind::RawTxn, tasks, slice).await);
+            ours.add(bench.run(Kind::Locker, tasks, slice).await);
+            go.add(bench.run(Kind::GoPattern, tasks, slice).await);
         }
         ours.latencies.sort();
-        println!("EXPERIMENT {tasks}: raw {:.0} putwatch {:.0} ({:.2}) putrange {:.0} ({:.2}) proposals pw {:.2}", raw.per_second(), pw.per_second(), pw.per_second()/raw.per_second(), pr.per_second(), pr.per_second()/raw.per_second(), pw.proposals_per_cycle());
         println!(
-            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} |",
+            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} |",
             raw.per_second(),
             raw_txn.per_second(),
             ours.per_second(),
@@ -126,6 +152,12 @@ async fn main() {
             raw.proposals_per_cycle(),
             ours.proposals_per_cycle(),
             go.proposals_per_cycle(),
+            raw.micros_per_cycle(raw.etcd_ticks),
+            raw_txn.micros_per_cycle(raw_txn.etcd_ticks),
+            ours.micros_per_cycle(ours.etcd_ticks),
+            raw.micros_per_cycle(raw.client_ticks),
+            raw_txn.micros_per_cycle(raw_txn.client_ticks),
+            ours.micros_per_cycle(ours.client_ticks),
         );
     }
 
@@ -142,89 +174,60 @@ async fn main() {
     locker.shutdown().await;
 }
 
-async fn run(
-    kind: Kind,
-    tasks: usize,
-    window: Duration,
-    server: &EtcdServer,
-    client: &Client,
-    locker: &Etcd3Locker,
-) -> Run {
-    if let Ok(only) = std::env::var("KIND") {
-        let k = match kind {
-            Kind::Raw => "raw",
-            Kind::RawTxn => "rawtxn",
-            Kind::PutWatch => "putwatch",
-            Kind::PutRange => "putrange",
-            Kind::Locker => "locker",
-            Kind::GoPattern => "go",
-        };
-        if k != only {
-            return Run {
-                cycles: 1,
-                seconds: 1.0,
-                ..Run::default()
-            };
-        }
-    }
-    let before = server.proposals_committed();
-    let cpu0 = (cpu_ticks(std::process::id()), etcd_pid().map(cpu_ticks));
-    let end = Instant::now() + window;
-    let mut handles = Vec::new();
-    for task in 0..tasks {
-        let client = client.clone();
-        let locker = locker.clone();
-        handles.push(tokio::spawn(async move {
-            let mut cycles = 0u64;
-            let mut latencies = Vec::new();
-            let id = format!("t{task}");
-            while Instant::now() < end {
-                match kind {
-                    Kind::Raw => raw_cycle(&client, &id).await,
-                    Kind::RawTxn => raw_txn_cycle(&client, &id).await,
-                    Kind::PutWatch => put_watch_cycle(&client, &id).await,
-                    Kind::PutRange => put_range_cycle(&client, &id).await,
-                    Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
-                    Kind::GoPattern => go_cycle(&client, &id).await,
+/// What every slice runs against.
+struct Bench<'a> {
+    server: &'a EtcdServer,
+    etcd_pid: u32,
+    client: &'a Client,
+    locker: &'a Etcd3Locker,
+}
+
+impl Bench<'_> {
+    async fn run(&self, kind: Kind, tasks: usize, window: Duration) -> Run {
+        let before = self.server.proposals_committed();
+        let ticks_before = (cpu_ticks(std::process::id()), cpu_ticks(self.etcd_pid));
+        let end = Instant::now() + window;
+        let mut handles = Vec::new();
+        for task in 0..tasks {
+            let client = self.client.clone();
+            let locker = self.locker.clone();
+            handles.push(tokio::spawn(async move {
+                let mut cycles = 0u64;
+                let mut latencies = Vec::new();
+                let id = format!("t{task}");
+                while Instant::now() < end {
+                    match kind {
+                        Kind::Raw => raw_cycle(&client, &id).await,
+                        Kind::RawTxn => raw_txn_cycle(&client, &id).await,
+                        Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
+                        Kind::GoPattern => go_cycle(&client, &id).await,
+                    }
+                    cycles += 1;
                 }
-                cycles += 1;
-            }
-            (cycles, latencies)
-        }));
-    }
-    let started = end - window;
-    let mut cycles = 0;
-    let mut latencies = Vec::new();
-    for handle in handles {
-        let (count, task_latencies) = handle.await.unwrap();
-        cycles += count;
-        latencies.extend(task_latencies);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu1 = (cpu_ticks(std::process::id()), etcd_pid().map(cpu_ticks));
-    if std::env::var("CPU").is_ok() {
-        let k = match kind {
-            Kind::Raw => "raw",
-            Kind::RawTxn => "rawtxn",
-            Kind::PutWatch => "putwatch",
-            Kind::PutRange => "putrange",
-            Kind::Locker => "locker",
-            Kind::GoPattern => "go",
-        };
-        eprintln!(
-            "CPU {tasks} {k}: cycles/s {:.0} client us/cycle {:.1} etcd us/cycle {:.1}",
-            cycles as f64 / seconds,
-            (cpu1.0 - cpu0.0) as f64 * 10_000.0 / cycles as f64,
-            (cpu1.1.unwrap_or(0) - cpu0.1.unwrap_or(0)) as f64 * 10_000.0 / cycles as f64
-        );
-    }
-    // The counter trails the answers a little.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    Run {
-        cycles,
-        seconds,
-        proposals: server.proposals_committed() - before,
-        latencies,
+                (cycles, latencies)
+            }));
+        }
+        let started = end - window;
+        let mut cycles = 0;
+        let mut latencies = Vec::new();
+        for handle in handles {
+            let (count, task_latencies) = handle.await.unwrap();
+            cycles += count;
+            latencies.extend(task_latencies);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let client_ticks = cpu_ticks(std::process::id()) - ticks_before.0;
+        let etcd_ticks = cpu_ticks(self.etcd_pid) - ticks_before.1;
+        // The counter trails the answers a little.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Run {
+            cycles,
+            seconds,
+            proposals: self.server.proposals_committed() - before,
+            latencies,
+            client_ticks,
+            etcd_ticks,
+        }
     }
 }
 
@@ -366,147 +369,25 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
 
-struct Seen {
-    upto: i64,
-    waiting: std::collections::BTreeMap<i64, Vec<tokio::sync::oneshot::Sender<()>>>,
-}
-static MIRROR: tokio::sync::OnceCell<(i64, Vec<Arc<std::sync::Mutex<Seen>>>)> =
-    tokio::sync::OnceCell::const_new();
-fn shards() -> usize {
-    std::env::var("SHARDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-}
-
-async fn put_watch_cycle(client: &Client, id: &str) {
-    let mut client = client.clone();
-    let (lease, seen) = MIRROR
-        .get_or_init(|| async {
-            let mut c = client.clone();
-            let lease = c.lease_grant(600, None).await.unwrap().id();
-            let mut all = Vec::new();
-            for shard in 0..shards() {
-                let seen = Arc::new(std::sync::Mutex::new(Seen {
-                    upto: 0,
-                    waiting: Default::default(),
-                }));
-                all.push(seen.clone());
-                let mut stream = c
-                    .watch(
-                        format!("/bench-pw/{shard}/"),
-                        Some(etcd_client::WatchOptions::new().with_prefix()),
-                    )
-                    .await
-                    .unwrap();
-                let s2 = seen.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(r)) = stream.message().await {
-                        if let Some(rev) = r
-                            .events()
-                            .iter()
-                            .filter_map(|e| e.kv())
-                            .map(|kv| kv.mod_revision())
-                            .max()
-                        {
-                            let mut g = s2.lock().unwrap();
-                            g.upto = rev;
-                            let later = g.waiting.split_off(&(rev + 1));
-                            let done = std::mem::replace(&mut g.waiting, later);
-                            drop(g);
-                            for (_, v) in done {
-                                for tx in v {
-                                    let _ = tx.send(());
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-            (lease, all)
-        })
-        .await
-        .clone();
-    let shard = id[1..].parse::<usize>().unwrap() % seen.len();
-    let seen = seen[shard].clone();
-    let key = format!("/bench-pw/{shard}/{id}/{lease:x}");
-    let put = client
-        .put(
-            key.as_str(),
-            "",
-            Some(PutOptions::new().with_lease(lease).with_prev_key()),
-        )
-        .await
-        .unwrap();
-    let rev = put.header().unwrap().revision();
-    let rx = {
-        let mut g = seen.lock().unwrap();
-        if g.upto >= rev {
-            None
-        } else {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            g.waiting.entry(rev).or_default().push(tx);
-            Some(rx)
-        }
-    };
-    if let Some(rx) = rx {
-        rx.await.unwrap();
-    }
-    client.delete(key.as_str(), None).await.unwrap();
-}
-
-async fn put_range_cycle(client: &Client, id: &str) {
-    static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
-    let mut client = client.clone();
-    let lease = *LEASE
-        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
-        .await;
-    let name = format!("/bench-pr/{id}/");
-    let key = format!("{name}{lease:x}");
-    client
-        .put(
-            key.as_str(),
-            "",
-            Some(PutOptions::new().with_lease(lease).with_prev_key()),
-        )
-        .await
-        .unwrap();
-    client
-        .get(
-            name.as_str(),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_serializable()
-                    .with_keys_only(),
-            ),
-        )
-        .await
-        .unwrap();
-    client.delete(key.as_str(), None).await.unwrap();
-}
-
+/// User plus system CPU time of process `pid` so far, in ticks of 10 ms
+/// (fields 14 and 15 of `/proc/{pid}/stat`, after the command name).
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process runs");
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse::<u64>().expect("numeric CPU time"))
+        .sum()
 }
 
-fn etcd_pid() -> Option<u32> {
-    let me = std::process::id().to_string();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.contains("(etcd)") {
-            let rest = stat.rsplit(')').next().unwrap_or("");
-            if rest.split_whitespace().nth(1) == Some(me.as_str()) {
-                return Some(pid);
-            }
-        }
-    }
-    None
+/// Pins every thread of process `pid` to `cpus`.
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["--all-tasks", "--cpu-list", "--pid", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset (util-linux) is installed");
+    assert!(status.success(), "taskset failed for pid {pid}");
 }
