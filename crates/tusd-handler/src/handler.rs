@@ -188,7 +188,7 @@ async fn route(
     }
     let id = id.ok_or(HandlerError::NotFound)?;
     match *method {
-        Method::HEAD => core::head(inner, &id).await,
+        Method::HEAD => core::head(inner, &id, req.headers()).await,
         Method::PATCH => core::patch(inner, &id, req).await,
         Method::DELETE => termination::delete(inner, &id).await,
         Method::GET => download::get(inner, &id, req).await,

@@ -5,10 +5,11 @@
 //! joined lazily: the first HEAD or GET that finds all partials complete does
 //! the join under the final upload's lock.
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 
 use crate::error::HandlerError;
 use crate::handler::Inner;
+use crate::location::upload_url;
 use crate::protocol::core::check_max_size;
 use crate::{UploadId, UploadInfo};
 
@@ -69,19 +70,22 @@ pub async fn finish_if_ready(
     Ok(inner.store.get_info(id).await?)
 }
 
-/// `Upload-Concat` for HEAD: `partial`, or `final;` and the partials' paths.
-pub fn header_value(inner: &Inner, info: &UploadInfo) -> Option<HeaderValue> {
+/// `Upload-Concat` for HEAD: `partial`, or `final;` and the partials' URLs,
+/// absolute like `Location` (tusd answers the same way), so a client can use
+/// them as they are.
+pub fn header_value(inner: &Inner, request: &HeaderMap, info: &UploadInfo) -> Option<HeaderValue> {
     if info.is_partial {
         return Some(HeaderValue::from_static("partial"));
     }
     if !info.is_final {
         return None;
     }
-    let base = &inner.config.base_path;
+    let config = &inner.config;
     let urls: Vec<String> = info
         .partial_uploads
         .iter()
-        .map(|p| format!("{base}{p}"))
+        .filter_map(|p| UploadId::parse(p))
+        .map(|id| upload_url(request, config.behind_proxy, &config.base_path, &id))
         .collect();
     HeaderValue::from_str(&format!("final;{}", urls.join(" "))).ok()
 }

@@ -58,7 +58,11 @@ pub async fn settled_info(inner: &Inner, id: &UploadId) -> Result<UploadInfo, Ha
 }
 
 /// HEAD: where the upload stands.
-pub async fn head(inner: &Inner, id: &UploadId) -> Result<Response, HandlerError> {
+pub async fn head(
+    inner: &Inner,
+    id: &UploadId,
+    request: &HeaderMap,
+) -> Result<Response, HandlerError> {
     let info = settled_info(inner, id).await?;
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
@@ -79,7 +83,7 @@ pub async fn head(inner: &Inner, id: &UploadId) -> Result<Response, HandlerError
             h.insert("upload-metadata", v);
         }
     }
-    if let Some(concat) = concatenation::header_value(inner, &info) {
+    if let Some(concat) = concatenation::header_value(inner, request, &info) {
         h.insert("upload-concat", concat);
     }
     expiration::add_header(inner, &info, h);
