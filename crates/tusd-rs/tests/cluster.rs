@@ -1,7 +1,8 @@
 //! Two tusd-rs processes sharing one upload directory and one etcd: the
 //! cluster mode. Proves the handler and the etcd locker together: a request
-//! on one node makes the other node's zombie PATCH let go at once, and a
-//! node whose lease cannot be renewed stops writing.
+//! on one node makes the other node's zombie PATCH let go at once, a node
+//! whose lease cannot be renewed stops writing, and a holder that never lets
+//! go (here `etcdctl lock`) makes requests end in 423 after the lock wait.
 
 mod common;
 
@@ -95,6 +96,65 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
     let stored = std::fs::read(dir.path().join(id_of(&url))).unwrap();
     assert_eq!(stored.len(), CHUNK);
     assert_eq!(&stored[..], &data[..CHUNK]);
+}
+
+#[tokio::test]
+async fn a_holder_that_never_lets_go_gets_other_requests_423() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &etcd, &["--acquire-lock-timeout", "1s"]);
+    let url = create(&a, 10).await;
+    assert_eq!(patch(&url, 0, &b"hello"[..]).await.status(), 204);
+
+    // `etcdctl lock` on the upload's lock name: a holder outside tusd-rs that
+    // ignores release requests, as a stuck Go tusd node would.
+    let name = format!("/tusd{}", id_of(&url));
+    let mut holder = tusd_testsupport::etcdctl(&etcd.endpoints())
+        .args(["lock", &name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with(&format!("{name}/")),
+        "etcdctl printed {line:?}"
+    );
+
+    let refused = head(&url).await;
+    assert_eq!(refused.status(), 423, "node log:\n{}", a.log());
+    assert!(refused.headers().contains_key("retry-after"));
+    let refused = patch(&url, 5, &b"world"[..]).await;
+    assert_eq!(refused.status(), 423, "node log:\n{}", a.log());
+    assert!(refused.headers().contains_key("retry-after"));
+    let reason = refused.text().await.unwrap();
+    assert_eq!(
+        reason.trim().lines().count(),
+        1,
+        "one-line reason: {reason:?}"
+    );
+    assert_eq!(data_len(&a, &url), 5, "the refused PATCH wrote nothing");
+
+    // Once etcdctl lets go (SIGTERM: it unlocks), the upload is usable again.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    holder.wait().unwrap();
+    // (etcdctl 3.4 may leave its key to the lease's expiry instead.)
+    eventually("the upload is usable again", 1500, || async {
+        head(&url).await.status() == 200
+    })
+    .await;
+    assert_eq!(offset(&url).await, 5);
+    assert_eq!(patch(&url, 5, &b"world"[..]).await.status(), 204);
+    assert_eq!(get_bytes(&url).await, (200, b"helloworld".to_vec()));
 }
 
 #[test]
