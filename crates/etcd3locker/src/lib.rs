@@ -74,6 +74,8 @@
 //! - `lease`: the locker's one lease, its keep-alive and loss.
 //! - `lock`: the `concurrency.Mutex` key protocol.
 //! - `wait`: watching predecessors (waiters) and successors (release requests).
+//! - `release_watch`: starts the release-request watch of locks held longer
+//!   than 50 ms, from one task per locker.
 //! - `queue`: local queueing per id.
 //! - `call`: one etcd request under a deadline, retried while unavailable.
 //! - [`error`] holds [`Error`].
@@ -88,6 +90,7 @@ mod lock;
 mod locker;
 pub mod options;
 mod queue;
+mod release_watch;
 mod wait;
 
 pub use connect::{connect, ConnectOptions};

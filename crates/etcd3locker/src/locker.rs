@@ -7,24 +7,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::Client;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tusd_handler::{Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId};
 
 use crate::call::ATTEMPT_TIMEOUT;
 use crate::lease::{Lease, Leases};
 use crate::lock::{acquire, clean_up, own_key, release, AcquireError};
 use crate::queue::{LocalQueue, Turn};
-use crate::wait::request_release_on_waiter;
+use crate::release_watch::{Registrations, ReleaseWatches};
 use crate::{Error, LockerOptions};
 
 /// How long [`Etcd3Locker::lock_upload`] waits, as the Go locker does.
 const LOCK_UPLOAD_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a lock is held before it watches for waiters. Most locks (a
-/// HEAD, a short PATCH) are gone by then and never pay for a watch; a waiter
-/// that came earlier is still seen, because the watch starts from the
-/// revision after the holder's key.
-const RELEASE_WATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// How long an unlock may try to delete its key.
 const UNLOCK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,6 +37,7 @@ struct Inner {
     options: LockerOptions,
     leases: Leases,
     queue: LocalQueue,
+    release_watches: ReleaseWatches,
     /// Locks taken through [`Etcd3Locker::lock_upload`], by id.
     uploads: Mutex<HashMap<String, Lock>>,
 }
@@ -66,6 +60,7 @@ impl Etcd3Locker {
         Etcd3Locker {
             inner: Arc::new(Inner {
                 leases: Leases::new(client.clone(), options.ttl_duration()),
+                release_watches: ReleaseWatches::new(client.clone()),
                 client,
                 options,
                 queue: LocalQueue::default(),
@@ -165,44 +160,23 @@ impl Etcd3Locker {
             };
             turn.set_holder(&signals);
             let key = own_key(&name, &lease);
-            let stop = CancellationToken::new();
-            tokio::spawn(watch_for_waiters(
-                self.inner.clone(),
-                name,
-                key.clone(),
-                revision,
-                signals.clone(),
-                stop.clone(),
-            ));
+            let (watches, ticket) =
+                inner
+                    .release_watches
+                    .register(name, key.clone(), revision, signals.clone());
             let held = HeldLock {
                 kv: inner.client.kv_client(),
                 key,
                 lease,
                 registration,
                 signals: signals.clone(),
-                stop_watch: stop,
+                watches,
+                ticket,
                 _turn: turn,
             };
             return Ok(Lock::new(signals, Some(revision), Box::new(held)));
         }
     }
-}
-
-async fn watch_for_waiters(
-    inner: Arc<Inner>,
-    name: String,
-    key: String,
-    revision: i64,
-    signals: LockSignals,
-    stop: CancellationToken,
-) {
-    tokio::select! {
-        _ = stop.cancelled() => return,
-        _ = tokio::time::sleep(RELEASE_WATCH_DELAY) => {}
-    }
-    let client = inner.client.clone();
-    drop(inner);
-    request_release_on_waiter(client, name, key, revision, signals, stop).await;
 }
 
 #[async_trait]
@@ -226,14 +200,15 @@ struct HeldLock {
     lease: Arc<Lease>,
     registration: u64,
     signals: LockSignals,
-    stop_watch: CancellationToken,
+    watches: Registrations,
+    ticket: u64,
     _turn: Turn,
 }
 
 #[async_trait]
 impl Release for HeldLock {
     async fn release(self: Box<Self>) -> Result<(), LockError> {
-        self.stop_watch.cancel();
+        self.watches.end(self.ticket);
         self.lease.unregister(self.registration);
         if self.signals.is_lost() || self.lease.is_lost() {
             // The lease is being revoked (or has expired), which deletes the key.
