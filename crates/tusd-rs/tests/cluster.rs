@@ -100,9 +100,6 @@ async fn a_node_that_loses_its_lease_stops_the_patch_with_423() {
 
 #[tokio::test]
 async fn a_holder_that_never_lets_go_gets_other_requests_423() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
     let etcd = EtcdServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let a = node(dir.path(), &etcd, &["--acquire-lock-timeout", "1s"]);
@@ -112,19 +109,7 @@ async fn a_holder_that_never_lets_go_gets_other_requests_423() {
     // `etcdctl lock` on the upload's lock name: a holder outside tusd-rs that
     // ignores release requests, as a stuck Go tusd node would.
     let name = format!("/tusd{}", id_of(&url));
-    let mut holder = tusd_testsupport::etcdctl(&etcd.endpoints())
-        .args(["lock", &name])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(
-        line.starts_with(&format!("{name}/")),
-        "etcdctl printed {line:?}"
-    );
+    let mut holder = tusd_testsupport::etcdctl_lock(&etcd.endpoints(), &name);
 
     let refused = head(&url).await;
     assert_eq!(refused.status(), 423, "node log:\n{}", a.log());

@@ -337,6 +337,28 @@ impl Drop for EtcdMember {
     }
 }
 
+/// `etcdctl lock name`, running and holding the lock: returns once etcdctl
+/// printed its key (`name/{lease hex}`). It holds until it gets SIGTERM (then
+/// it unlocks) or is killed (then its lease expires).
+pub fn etcdctl_lock(endpoints: &[String], name: &str) -> Child {
+    use std::io::{BufRead, BufReader};
+
+    let mut holder = etcdctl(endpoints)
+        .args(["lock", name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("etcdctl starts");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("etcdctl prints its key");
+    assert!(
+        line.starts_with(&format!("{name}/")),
+        "etcdctl lock {name} printed {line:?}"
+    );
+    holder
+}
+
 /// A command running `etcdctl` (API v3) against `endpoints`.
 pub fn etcdctl(endpoints: &[String]) -> Command {
     let mut command = Command::new(etcdctl_bin());

@@ -17,5 +17,7 @@ pub mod etcd;
 pub mod ports;
 pub mod tus_server;
 
-pub use etcd::{etcd_bin, etcd_version, etcdctl, etcdctl_bin, EtcdCluster, EtcdMember, EtcdServer};
+pub use etcd::{
+    etcd_bin, etcd_version, etcdctl, etcdctl_bin, etcdctl_lock, EtcdCluster, EtcdMember, EtcdServer,
+};
 pub use tus_server::TusServer;

@@ -1,13 +1,12 @@
 //! The same locks as `etcdctl lock` (and so as Go's concurrency.Mutex and the
 //! Go etcd3locker), in both directions.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
 use etcd3locker::Etcd3Locker;
 use tusd_handler::{LockError, Locker};
-use tusd_testsupport::{etcdctl, EtcdServer};
+use tusd_testsupport::{etcdctl, etcdctl_lock, EtcdServer};
 
 use crate::{id, in_secs, keys, must};
 
@@ -15,16 +14,7 @@ use crate::{id, in_secs, keys, must};
 async fn etcdctl_holder_excludes_us() {
     let server = EtcdServer::start().await;
     let client = server.client().await;
-    let mut holder = etcdctl(&server.endpoints())
-        .args(["lock", "/tusdshared"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("/tusdshared/"), "etcdctl printed {line:?}");
+    let mut holder = etcdctl_lock(&server.endpoints(), "/tusdshared");
 
     let locker = Etcd3Locker::new(client.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
