@@ -44,7 +44,8 @@ pub(crate) struct Registrations {
 struct Shared {
     client: Client,
     state: Mutex<State>,
-    /// Woken when the first lock registers into an empty schedule.
+    /// Woken when a lock registers while the scheduler waits with nothing
+    /// scheduled.
     registered: Notify,
     stop: CancellationToken,
 }
@@ -58,6 +59,10 @@ struct State {
     /// Watches running, by ticket, to stop at release.
     started: HashMap<u64, CancellationToken>,
     scheduler_running: bool,
+    /// The scheduler waits for a registration, with no deadline. Otherwise
+    /// it sleeps until an entry that was first in line falls due, and new
+    /// entries, due later, need not wake it.
+    scheduler_idle: bool,
 }
 
 struct Pending {
@@ -92,7 +97,6 @@ impl ReleaseWatches {
         let mut state = self.shared.state.lock().unwrap();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        let was_empty = state.pending.is_empty();
         state.pending.insert(
             ticket,
             Pending {
@@ -106,7 +110,8 @@ impl ReleaseWatches {
         if !state.scheduler_running {
             state.scheduler_running = true;
             tokio::spawn(schedule(self.shared.clone()));
-        } else if was_empty {
+        } else if state.scheduler_idle {
+            state.scheduler_idle = false;
             self.shared.registered.notify_one();
         }
         let registrations = Registrations {
@@ -156,7 +161,9 @@ async fn schedule(shared: Arc<Shared>) {
                     watch,
                 ));
             }
-            state.pending.first_key_value().map(|(_, lock)| lock.due)
+            let next_due = state.pending.first_key_value().map(|(_, lock)| lock.due);
+            state.scheduler_idle = next_due.is_none();
+            next_due
         };
         tokio::select! {
             _ = shared.stop.cancelled() => return,
