@@ -26,7 +26,7 @@ use tusd_handler::LockSignals;
 use crate::wait::request_release_on_waiter;
 
 /// How long a lock is held before it watches for waiters.
-pub(crate) const RELEASE_WATCH_DELAY: Duration = Duration::from_millis(50);
+const RELEASE_WATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// The scheduler of one locker. Dropping it stops the scheduling task and
 /// every watch it started.
