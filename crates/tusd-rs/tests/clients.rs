@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{head, metric, metrics, offset, BIN};
+use common::{head, id_of, metric, metrics, offset, BIN};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tusd_testsupport::TusServer;
@@ -222,8 +222,7 @@ fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
 
 /// The upload's data file in the file store, named by the URL's last segment.
 fn data_file(server: &TusServer, url: &str) -> Vec<u8> {
-    let id = url.rsplit('/').next().expect("upload id");
-    let path = server.upload_dir().join(id);
+    let path = server.upload_dir().join(id_of(url));
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -235,6 +234,24 @@ async fn assert_upload_is(server: &TusServer, url: &str, expected: &[u8]) {
     let body = response.bytes().await.expect("GET body");
     assert_same_bytes(&body, expected, &format!("GET {url}"));
     assert_same_bytes(&data_file(server, url), expected, "data file");
+}
+
+/// Checks the upload as [`assert_upload_is`] does, and that the server
+/// received each byte once: nothing was sent twice, even across a resume.
+async fn assert_stored_once(server: &TusServer, url: &str, expected: &[u8]) {
+    assert_upload_is(server, url, expected).await;
+    assert_eq!(bytes_received(server).await, expected.len() as u64);
+}
+
+/// The offset the server reports for an upload whose client was killed
+/// mid-way: at least `at_least`, and short of the whole `len`.
+async fn offset_after_kill(url: &str, at_least: u64, len: usize) -> u64 {
+    let stopped_at = offset(url).await;
+    assert!(
+        stopped_at >= at_least && stopped_at < len as u64,
+        "offset after the kill: {stopped_at}"
+    );
+    stopped_at
 }
 
 /// `tusd_bytes_received_total` from /metrics.
@@ -278,8 +295,7 @@ async fn js_plain_upload_in_chunks() {
         run.requests("POST")[0]["uploadLength"],
         data.len().to_string()
     );
-    assert_upload_is(&server, &url, &data).await;
-    assert_eq!(bytes_received(&server).await, data.len() as u64);
+    assert_stored_once(&server, &url, &data).await;
 }
 
 #[tokio::test]
@@ -312,11 +328,7 @@ async fn js_resume_after_sigkill() {
     assert!(first.killed, "{first:?}");
     assert!(first.of("success").is_empty(), "{first:?}");
     let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
-    let stopped_at = offset(&url).await;
-    assert!(
-        stopped_at > 0 && stopped_at < data.len() as u64,
-        "offset after the kill: {stopped_at}"
-    );
+    let stopped_at = offset_after_kill(&url, 1, data.len()).await;
 
     // Second run: a new process, resuming from the stored URL.
     let second = drive(
@@ -342,9 +354,7 @@ async fn js_resume_after_sigkill() {
         stopped_at,
         "the second run must start where the server is: {second:?}"
     );
-    assert_upload_is(&server, &url, &data).await;
-    // Every byte was stored once: nothing re-sent after resuming.
-    assert_eq!(bytes_received(&server).await, data.len() as u64);
+    assert_stored_once(&server, &url, &data).await;
 }
 
 /// Like `js_resume_after_sigkill`, but the kill lands while a PATCH body is
@@ -386,12 +396,8 @@ async fn js_resume_after_sigkill_mid_patch() {
     );
     assert!(first.killed, "{first:?}");
     let url = std::fs::read_to_string(url_file).unwrap().trim().to_owned();
-    let stopped_at = offset(&url).await;
+    let stopped_at = offset_after_kill(&url, chunk, data.len()).await;
     eprintln!("killed mid-PATCH; the server kept {stopped_at} bytes");
-    assert!(
-        stopped_at >= chunk && stopped_at < data.len() as u64,
-        "offset after the kill: {stopped_at}"
-    );
     assert_same_bytes(
         &data_file(&server, &url),
         &data[..stopped_at as usize],
@@ -414,8 +420,7 @@ async fn js_resume_after_sigkill_mid_patch() {
         stopped_at,
         "{second:?}"
     );
-    assert_upload_is(&server, &url, &data).await;
-    assert_eq!(bytes_received(&server).await, data.len() as u64);
+    assert_stored_once(&server, &url, &data).await;
 }
 
 #[tokio::test]
@@ -532,8 +537,7 @@ async fn py_plain_upload_in_chunks() {
     let chunks = run.of("chunk");
     assert_eq!(chunks.len(), data.len().div_ceil(chunk), "{run:?}");
     assert!(chunks.iter().all(|c| c["checksum"].is_null()));
-    assert_upload_is(&server, &url, &data).await;
-    assert_eq!(bytes_received(&server).await, data.len() as u64);
+    assert_stored_once(&server, &url, &data).await;
 }
 
 #[tokio::test]
@@ -563,11 +567,7 @@ async fn py_resume_after_sigkill_from_url_storage() {
     );
     assert!(first.killed, "{first:?}");
     let url = first.of("url")[0]["url"].as_str().unwrap().to_owned();
-    let stopped_at = offset(&url).await;
-    assert!(
-        stopped_at > 0 && stopped_at < data.len() as u64,
-        "offset after the kill: {stopped_at}"
-    );
+    let stopped_at = offset_after_kill(&url, 1, data.len()).await;
 
     // Second run: tuspy finds the URL by the file's fingerprint in its
     // FileStorage, asks the server for the offset (HEAD) and goes on.
@@ -587,8 +587,7 @@ async fn py_resume_after_sigkill_from_url_storage() {
         stopped_at,
         "the second run must start where the server is: {second:?}"
     );
-    assert_upload_is(&server, &url, &data).await;
-    assert_eq!(bytes_received(&server).await, data.len() as u64);
+    assert_stored_once(&server, &url, &data).await;
 }
 
 #[tokio::test]
