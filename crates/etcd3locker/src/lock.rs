@@ -3,17 +3,19 @@
 //!
 //! A lock named `N` (here `{prefix}{id}`) is the range `N/`. Each contender
 //! writes its own key `N/{lease id in lowercase hex}`, attached to its lease,
-//! in one Txn guarded by `create_revision == 0`; the same Txn reads the key
+//! in a Txn guarded by `create_revision == 0`; the same Txn reads the key
 //! with the lowest create revision under `N/`, the owner. If that is the
-//! contender's own key it holds the lock (one round trip, one raft write).
-//! A first, smaller Txn checks whether `N/` is empty and then only writes: a
-//! free lock, the common case, costs no read. Only when `N/` is not empty
-//! does the `concurrency.Mutex` Txn follow.
-//! Otherwise it waits until every key created before its own is gone (see
-//! [`crate::wait`]), then checks that its own key still exists: its lease
-//! may have expired while it waited. Unlock deletes the key (one raft
-//! write). The create revision of the key is the fencing token: a later
-//! holder's key was necessarily created later.
+//! contender's own key it holds the lock.
+//!
+//! The common case, a free lock, takes a shorter way: a first, small Txn
+//! puts the key only if `N/` is empty (one round trip, one raft write, no
+//! read). Only when `N/` is not empty does the `concurrency.Mutex` Txn
+//! follow. A contender that is not first waits until every key created
+//! before its own is gone (see [`crate::wait`]), then checks that its own
+//! key still exists: its lease may have expired while it waited.
+//!
+//! Unlock deletes the key (one raft write). The create revision of the key
+//! is the fencing token: a later holder's key was necessarily created later.
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
@@ -57,19 +59,6 @@ pub(crate) fn own_key(name: &str, lease: &Lease) -> String {
     format!("{name}{:x}", lease.id())
 }
 
-/// Takes the lock `name` (ending in `/`) with a key on `lease`, waiting
-/// until `deadline`. Returns the key's create revision, the fencing token.
-/// On failure the key may exist, or appear later (a Txn that timed out may
-/// still commit): the caller must run [`clean_up`].
-pub(crate) async fn acquire(
-    client: &Client,
-    name: &str,
-    lease: &Lease,
-    deadline: Instant,
-) -> Result<i64, AcquireError> {
-    contend(client, name, &own_key(name, lease), lease, deadline).await
-}
-
 /// Makes sure `key` is gone after a lock attempt or an unlock failed
 /// midway. etcd may apply a request that timed out after a delete sent
 /// later (it serves the two concurrently), so one delete is not enough: it
@@ -111,7 +100,11 @@ pub(crate) async fn release(kv: &KvClient, key: &str, deadline: Instant) -> Resu
     Ok(delete(kv, key, deadline).await?)
 }
 
-async fn contend(
+/// Takes the lock `name` (ending in `/`) with `key` (its [`own_key`] on
+/// `lease`), waiting until `deadline`. Returns the key's create revision,
+/// the fencing token. On failure the key may exist, or appear later (a Txn
+/// that timed out may still commit): the caller must run [`clean_up`].
+pub(crate) async fn acquire(
     client: &Client,
     name: &str,
     key: &str,

@@ -135,10 +135,10 @@ impl Etcd3Locker {
         let name = format!("{}{id}/", inner.options.prefix());
         loop {
             let lease = inner.leases.get(deadline).await?;
-            let revision = match acquire(&inner.client, &name, &lease, deadline).await {
+            let key = own_key(&name, &lease);
+            let revision = match acquire(&inner.client, &name, &key, &lease, deadline).await {
                 Ok(revision) => revision,
                 Err(failure) => {
-                    let key = own_key(&name, &lease);
                     let kv = inner.client.kv_client();
                     if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
                         // A new lease writes a new key name, so the old key
@@ -159,7 +159,6 @@ impl Etcd3Locker {
                 continue;
             };
             turn.set_holder(&signals);
-            let key = own_key(&name, &lease);
             let (watches, ticket) =
                 inner
                     .release_watches
