@@ -113,10 +113,10 @@ async fn file_store(s: &Setup, store: &FileStore) -> Took {
     let chunk = s.chunk.clone();
     let body = stream::iter((0..s.chunks()).map(move |_| Ok(chunk.clone()))).boxed();
     let clock = Clock::start();
-    let written = store.write_chunk(&id, 0, body).await.unwrap();
+    let written = store.write_chunk(&id, 0, None, body).await.unwrap();
     let took = clock.stop();
     assert_eq!(written, s.total);
-    store.terminate(&id).await.unwrap();
+    store.terminate(&id, None).await.unwrap();
     took
 }
 

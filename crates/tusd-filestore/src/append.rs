@@ -1,6 +1,6 @@
 //! Streaming a request body onto the end of an upload's data file.
 //!
-//! Three promises shape this module:
+//! Four promises shape this module:
 //! - **No received byte is lost.** The whole write runs in a task spawned on
 //!   the runtime that owns the body stream and the file; the caller only
 //!   awaits its `JoinHandle`. If the request's future is dropped midway, the
@@ -15,6 +15,10 @@
 //!   chunks the stream has ready *now*, so data is never held back waiting
 //!   for more; coalescing happens only when the disk is behind the network.
 //!   There is no fsync per chunk (tusd does none either).
+//! - **No write by a stale holder, none at a shifted position.** Each batch
+//!   is written inside the upload's fenced critical section (see
+//!   [`crate::fence`]), which re-checks the caller's fencing token and the
+//!   data file's length just before the write.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -24,23 +28,30 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
-use tusd_handler::{ChunkStream, StoreError};
+use tusd_handler::{ChunkStream, FencingToken, StoreError};
 
 use crate::blocking::{self, join_error, upload_io};
+use crate::fence::Fence;
+use crate::paths::UploadPaths;
 
 /// The most bytes a batch gathers before it is written.
 pub(crate) const BATCH_BYTES: usize = 1 << 20;
 /// The most chunks a batch gathers (the kernel takes at most 1024 per write).
 pub(crate) const BATCH_CHUNKS: usize = 1024;
 
-/// Appends every byte `body` yields to the data file at `path`, whose length
-/// must be `offset`, and returns how many bytes were appended.
+/// A batch write on the blocking pool; it hands the fence back for the next.
+type BatchWrite = JoinHandle<(Fence, Result<u64, StoreError>)>;
+
+/// Appends every byte `body` yields to the upload's data file, whose length
+/// must be `offset`, under `token`, and returns how many bytes were appended.
 pub(crate) async fn append(
-    path: PathBuf,
+    paths: UploadPaths,
     offset: u64,
+    token: Option<&FencingToken>,
     body: ChunkStream,
 ) -> Result<u64, StoreError> {
-    tokio::spawn(append_owned(path, offset, body))
+    let fence = Fence::new(paths.fence, token);
+    tokio::spawn(append_owned(paths.data, offset, fence, body))
         .await
         .map_err(join_error)?
 }
@@ -48,20 +59,27 @@ pub(crate) async fn append(
 async fn append_owned(
     path: PathBuf,
     offset: u64,
+    fence: Fence,
     mut body: ChunkStream,
 ) -> Result<u64, StoreError> {
     let file = blocking::run(move || open_at(&path, offset)).await?;
     let mut appended = 0;
-    let mut in_flight: Option<JoinHandle<io::Result<u64>>> = None;
+    let mut fence = Some(fence);
+    let mut in_flight: Option<BatchWrite> = None;
     let end = loop {
         let (batch, end) = next_batch(&mut body).await;
         if let Some(write) = in_flight.take() {
-            appended += write.await.map_err(join_error)??;
+            let (returned, written) = write.await.map_err(join_error)?;
+            fence = Some(returned);
+            appended += written?;
         }
         if !batch.is_empty() {
             let file = Arc::clone(&file);
+            let mut batch_fence = fence.take().expect("returned by the last write");
+            let expected = offset + appended;
             in_flight = Some(tokio::task::spawn_blocking(move || {
-                write_batch(&file, &batch)
+                let written = write_fenced(&file, &mut batch_fence, expected, &batch);
+                (batch_fence, written)
             }));
         }
         if let Some(end) = end {
@@ -69,14 +87,14 @@ async fn append_owned(
         }
     };
     if let Some(write) = in_flight {
-        appended += write.await.map_err(join_error)??;
+        appended += write.await.map_err(join_error)?.1?;
     }
     end.map(|()| appended).map_err(StoreError::Io)
 }
 
 /// Opens the data file for appending after checking that it holds exactly
-/// `offset` bytes: appending elsewhere would corrupt the upload, so a
-/// mismatch (a writer that bypassed the lock) fails instead.
+/// `offset` bytes, so a request that cannot be written fails before its
+/// body is read. The check that counts is repeated for every batch.
 fn open_at(path: &PathBuf, offset: u64) -> Result<Arc<File>, StoreError> {
     let file = OpenOptions::new()
         .append(true)
@@ -84,12 +102,25 @@ fn open_at(path: &PathBuf, offset: u64) -> Result<Arc<File>, StoreError> {
         .map_err(upload_io)?;
     let len = file.metadata()?.len();
     if len != offset {
-        return Err(StoreError::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("write at offset {offset} but the upload holds {len} bytes"),
-        )));
+        return Err(StoreError::OffsetMoved {
+            expected: offset,
+            actual: len,
+        });
     }
     Ok(Arc::new(file))
+}
+
+/// Writes `batch` inside the fenced critical section, where the file must
+/// hold `expected` bytes. Appending mode then writes exactly there: every
+/// writer of this store changes the file only inside the section.
+fn write_fenced(
+    file: &File,
+    fence: &mut Fence,
+    expected: u64,
+    batch: &[Bytes],
+) -> Result<u64, StoreError> {
+    let _entered = fence.enter(file, Some(expected))?;
+    Ok(write_batch(file, batch)?)
 }
 
 /// Waits for the next chunk, then takes whatever further chunks are ready
@@ -194,7 +225,7 @@ mod tests {
             Err(io::Error::other("client gone")),
             Ok(b"never"),
         ]);
-        let err = append(path.clone(), 1, s).await.unwrap_err();
+        let err = append(paths_of(&path), 1, None, s).await.unwrap_err();
         assert!(err.to_string().contains("client gone"));
         assert_eq!(std::fs::read(&path).unwrap(), b"xabcd");
     }
@@ -204,10 +235,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("u");
         std::fs::write(&path, b"xyz").unwrap();
-        assert!(append(path.clone(), 1, body(vec![Ok(b"ab")]))
-            .await
-            .is_err());
+        assert!(matches!(
+            append(paths_of(&path), 1, None, body(vec![Ok(b"ab")])).await,
+            Err(StoreError::OffsetMoved {
+                expected: 1,
+                actual: 3
+            })
+        ));
         assert_eq!(std::fs::read(&path).unwrap(), b"xyz");
+    }
+
+    #[tokio::test]
+    async fn a_stale_token_writes_nothing_and_a_newer_one_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        std::fs::write(&path, b"").unwrap();
+        let newer = FencingToken::new("etcd:1/tusd", 7);
+        let older = FencingToken::new("etcd:1/tusd", 6);
+        append(paths_of(&path), 0, Some(&newer), body(vec![Ok(b"ab")]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            append(paths_of(&path), 2, Some(&older), body(vec![Ok(b"cd")])).await,
+            Err(StoreError::Fenced(_))
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"ab");
+    }
+
+    fn paths_of(data: &std::path::Path) -> UploadPaths {
+        let id = tusd_handler::UploadId::parse(data.file_name().unwrap().to_str().unwrap());
+        UploadPaths::new(data.parent().unwrap(), &id.unwrap())
     }
 
     #[test]

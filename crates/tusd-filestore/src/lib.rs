@@ -12,9 +12,16 @@
 //!   chunk, and always by writing a temporary file and renaming it over the
 //!   old one, so a reader never sees half an `.info`.
 //!
+//! A third file, `{dir}/{id}.fence`, appears with the first change made
+//! under a lock: it records the newest fencing token that changed the
+//! upload, so that a holder who lost its lock without knowing it (a paused
+//! process) is refused instead of writing after its successor. tusd ignores
+//! it.
+//!
 //! The store keeps nothing about an upload in memory between calls, so any
 //! number of processes may serve the same directory, provided a shared locker
-//! keeps one writer per upload (see `tusd_handler::Locker`).
+//! keeps one writer per upload (see `tusd_handler::Locker`); the fence makes
+//! the store itself refuse a writer the locker no longer vouches for.
 //!
 //! # Layout
 //! - `store`: [`FileStore`], the `DataStore` implementation, one short
@@ -23,11 +30,14 @@
 //!   into a path.
 //! - `info_file`: reading the `.info` and replacing it atomically.
 //! - `append`: streaming a request body onto the end of the data file.
+//! - `fence`: the critical section every change runs in, and the fencing
+//!   record `{id}.fence` that refuses a holder who lost its lock.
 //! - `id`: fresh upload ids, 32 lowercase hex characters like tusd's.
 //! - `blocking`: running file system calls off the async threads.
 
 mod append;
 mod blocking;
+mod fence;
 mod id;
 mod info_file;
 mod paths;

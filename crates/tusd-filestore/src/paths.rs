@@ -11,11 +11,15 @@ use tusd_handler::UploadId;
 /// The suffix of the JSON state file, as tusd names it.
 pub(crate) const INFO_SUFFIX: &str = ".info";
 
-/// The data file and `.info` file of one upload.
+/// The suffix of the fencing record (see `crate::fence`).
+pub(crate) const FENCE_SUFFIX: &str = ".fence";
+
+/// The data file, `.info` file and fencing record of one upload.
 #[derive(Clone, Debug)]
 pub(crate) struct UploadPaths {
     pub(crate) data: PathBuf,
     pub(crate) info: PathBuf,
+    pub(crate) fence: PathBuf,
 }
 
 impl UploadPaths {
@@ -23,6 +27,7 @@ impl UploadPaths {
         UploadPaths {
             data: dir.join(id.as_str()),
             info: dir.join(format!("{}{INFO_SUFFIX}", id.as_str())),
+            fence: dir.join(format!("{}{FENCE_SUFFIX}", id.as_str())),
         }
     }
 }
@@ -49,6 +54,7 @@ mod tests {
         assert_eq!(id_of_info_file("abc.info").unwrap().as_str(), "abc");
         for other in [
             "abc",
+            "abc.fence",
             ".info",
             "abc.info.tmp",
             ".abc.info.1f.tmp",

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
 use tusd_handler::{
-    ChunkStream, DataStore, NewUpload, StoreComposer, StoreError, UploadId, UploadInfo,
-    UploadReader,
+    ChunkStream, DataStore, FencingToken, NewUpload, StoreComposer, StoreError, UploadId,
+    UploadInfo, UploadReader,
 };
 
 use crate::append::append;
 use crate::blocking::{self, upload_io};
+use crate::fence::Fence;
 use crate::id::new_upload_id;
 use crate::info_file;
 use crate::paths::{id_of_info_file, UploadPaths};
@@ -95,26 +96,42 @@ impl DataStore for FileStore {
         &self,
         id: &UploadId,
         offset: u64,
+        fence: Option<&FencingToken>,
         chunk: ChunkStream,
     ) -> Result<u64, StoreError> {
-        append(self.paths(id).data, offset, chunk).await
+        append(self.paths(id), offset, fence, chunk).await
     }
 
-    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError> {
+    async fn truncate(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError> {
         let paths = self.paths(id);
+        let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
             let file = OpenOptions::new()
                 .write(true)
                 .open(&paths.data)
                 .map_err(upload_io)?;
+            let _entered = fence.enter(&file, None)?;
             Ok(file.set_len(offset)?)
         })
         .await
     }
 
-    async fn declare_length(&self, id: &UploadId, size: u64) -> Result<(), StoreError> {
+    async fn declare_length(
+        &self,
+        id: &UploadId,
+        size: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError> {
         let paths = self.paths(id);
+        let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
+            let data = fs::File::open(&paths.data).map_err(upload_io)?;
+            let _entered = fence.enter(&data, None)?;
             let mut info = info_file::load(&paths)?;
             info.size = size;
             info.size_is_deferred = false;
@@ -123,14 +140,29 @@ impl DataStore for FileStore {
         .await
     }
 
-    /// Removes the data file first, then the `.info`: if the process dies in
-    /// between, the `.info` still lists the upload so a later sweep finishes
-    /// the job. `NotFound` only when neither file existed.
-    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError> {
+    /// Removes the data file first, then the `.info`, then the fencing
+    /// record: if the process dies in between, the `.info` still lists the
+    /// upload so a later sweep finishes the job. `NotFound` only when
+    /// neither file existed.
+    async fn terminate(
+        &self,
+        id: &UploadId,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError> {
         let paths = self.paths(id);
+        let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
+            // Fenced like any change; an upload whose data file is already
+            // gone has nothing left to protect and is just cleared away.
+            let data = match fs::File::open(&paths.data) {
+                Ok(data) => Some(data),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StoreError::Io(e)),
+            };
+            let _entered = data.as_ref().map(|d| fence.enter(d, None)).transpose()?;
             let data = remove_if_present(&paths.data)?;
             let info = remove_if_present(&paths.info)?;
+            remove_if_present(&paths.fence)?;
             if data || info {
                 Ok(())
             } else {
@@ -142,21 +174,27 @@ impl DataStore for FileStore {
 
     /// Rewrites the final upload's data file from empty, so a retried concat
     /// cannot duplicate bytes, then records the total as its size.
-    async fn concat(&self, id: &UploadId, partials: &[UploadId]) -> Result<(), StoreError> {
+    async fn concat(
+        &self,
+        id: &UploadId,
+        partials: &[UploadId],
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError> {
         let paths = self.paths(id);
         let partials: Vec<PathBuf> = partials.iter().map(|p| self.paths(p).data).collect();
+        let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
-            let mut target = OpenOptions::new()
+            let target = OpenOptions::new()
                 .write(true)
                 .open(&paths.data)
                 .map_err(upload_io)?;
+            let _entered = fence.enter(&target, None)?;
             target.set_len(0)?;
             let mut total = 0;
             for partial in &partials {
                 let mut source = fs::File::open(partial).map_err(upload_io)?;
-                total += io::copy(&mut source, &mut target)?;
+                total += io::copy(&mut source, &mut &target)?;
             }
-            drop(target);
             let mut info = info_file::load(&paths)?;
             info.size = total;
             info.size_is_deferred = false;

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use tokio::io::AsyncReadExt;
 use tusd_filestore::FileStore;
-use tusd_handler::{ChunkStream, DataStore, NewUpload, StoreComposer, StoreError, UploadId};
+use tusd_handler::{
+    ChunkStream, DataStore, FencingToken, NewUpload, StoreComposer, StoreError, UploadId,
+};
 
 fn body(parts: &[&'static [u8]]) -> ChunkStream {
     let chunks: Vec<io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
@@ -56,7 +58,7 @@ async fn create_write_resume_and_read() {
 
     assert_eq!(
         store
-            .write_chunk(&upload, 0, body(&[b"hello", b" "]))
+            .write_chunk(&upload, 0, None, body(&[b"hello", b" "]))
             .await
             .unwrap(),
         6
@@ -68,7 +70,7 @@ async fn create_write_resume_and_read() {
 
     assert_eq!(
         store
-            .write_chunk(&upload, 6, body(&[b"world"]))
+            .write_chunk(&upload, 6, None, body(&[b"world"]))
             .await
             .unwrap(),
         5
@@ -95,11 +97,17 @@ async fn a_stream_error_keeps_and_counts_the_bytes_before_it() {
         )),
     ])
     .boxed();
-    let err = store.write_chunk(&upload, 0, failing).await.unwrap_err();
+    let err = store
+        .write_chunk(&upload, 0, None, failing)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Io(e) if e.kind() == io::ErrorKind::ConnectionReset));
     assert_eq!(store.get_info(&upload).await.unwrap().offset, 6);
     assert_eq!(
-        store.write_chunk(&upload, 6, body(&[b"g"])).await.unwrap(),
+        store
+            .write_chunk(&upload, 6, None, body(&[b"g"]))
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(read_all(&store, &upload, 0, 100).await, b"abcdefg");
@@ -114,7 +122,7 @@ async fn a_dropped_caller_does_not_lose_received_bytes() {
     let live: ChunkStream = stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
     tx.send(Ok(Bytes::from_static(b"first"))).await.unwrap();
     {
-        let write = store.write_chunk(&upload, 0, live);
+        let write = store.write_chunk(&upload, 0, None, live);
         // Poll once so the write starts, then drop the caller's future.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(50), write).await;
     }
@@ -140,7 +148,7 @@ async fn large_bodies_arrive_intact() {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let n = store
-        .write_chunk(&upload, 0, stream::iter(chunks).boxed())
+        .write_chunk(&upload, 0, None, stream::iter(chunks).boxed())
         .await
         .unwrap();
     assert_eq!(n, 5 << 20);
@@ -153,10 +161,13 @@ async fn a_write_at_the_wrong_offset_is_refused() {
     let store = FileStore::new(dir.path()).unwrap();
     let upload = id(&store.create_upload(sized(10)).await.unwrap().id);
     store
-        .write_chunk(&upload, 0, body(&[b"abc"]))
+        .write_chunk(&upload, 0, None, body(&[b"abc"]))
         .await
         .unwrap();
-    assert!(store.write_chunk(&upload, 1, body(&[b"x"])).await.is_err());
+    assert!(store
+        .write_chunk(&upload, 1, None, body(&[b"x"]))
+        .await
+        .is_err());
     assert_eq!(read_all(&store, &upload, 0, 10).await, b"abc");
 }
 
@@ -166,12 +177,15 @@ async fn truncate_cuts_back_to_an_offset() {
     let store = FileStore::new(dir.path()).unwrap();
     let upload = id(&store.create_upload(sized(10)).await.unwrap().id);
     store
-        .write_chunk(&upload, 0, body(&[b"abcdef"]))
+        .write_chunk(&upload, 0, None, body(&[b"abcdef"]))
         .await
         .unwrap();
-    store.truncate(&upload, 2).await.unwrap();
+    store.truncate(&upload, 2, None).await.unwrap();
     assert_eq!(store.get_info(&upload).await.unwrap().offset, 2);
-    store.write_chunk(&upload, 2, body(&[b"X"])).await.unwrap();
+    store
+        .write_chunk(&upload, 2, None, body(&[b"X"]))
+        .await
+        .unwrap();
     assert_eq!(read_all(&store, &upload, 0, 10).await, b"abX");
 }
 
@@ -184,11 +198,11 @@ async fn a_deferred_length_is_declared_later() {
     assert_eq!(created.size, 0);
     let upload = id(&created.id);
     store
-        .write_chunk(&upload, 0, body(&[b"abcd"]))
+        .write_chunk(&upload, 0, None, body(&[b"abcd"]))
         .await
         .unwrap();
     assert!(!store.get_info(&upload).await.unwrap().is_complete());
-    store.declare_length(&upload, 4).await.unwrap();
+    store.declare_length(&upload, 4, None).await.unwrap();
     let info = store.get_info(&upload).await.unwrap();
     assert!(!info.size_is_deferred);
     assert_eq!(info.size, 4);
@@ -212,7 +226,7 @@ async fn concat_joins_partials_in_order() {
         assert!(created.is_partial);
         let upload = id(&created.id);
         let chunk: ChunkStream = stream::iter([Ok(Bytes::copy_from_slice(part))]).boxed();
-        store.write_chunk(&upload, 0, chunk).await.unwrap();
+        store.write_chunk(&upload, 0, None, chunk).await.unwrap();
         partials.push(upload);
     }
     let final_info = store
@@ -227,9 +241,9 @@ async fn concat_joins_partials_in_order() {
     let ids: Vec<String> = partials.iter().map(|p| p.to_string()).collect();
     assert_eq!(final_info.partial_uploads, ids);
     let upload = id(&final_info.id);
-    store.concat(&upload, &partials).await.unwrap();
+    store.concat(&upload, &partials, None).await.unwrap();
     // A retried concat must not duplicate bytes.
-    store.concat(&upload, &partials).await.unwrap();
+    store.concat(&upload, &partials, None).await.unwrap();
     let info = store.get_info(&upload).await.unwrap();
     assert_eq!((info.size, info.offset), (13, 13));
     assert!(info.is_final && info.is_complete());
@@ -239,7 +253,7 @@ async fn concat_joins_partials_in_order() {
     }
     let missing = [id("doesnotexist")];
     assert!(matches!(
-        store.concat(&upload, &missing).await,
+        store.concat(&upload, &missing, None).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -250,14 +264,14 @@ async fn terminate_removes_both_files() {
     let store = FileStore::new(dir.path()).unwrap();
     let created = store.create_upload(sized(3)).await.unwrap();
     let upload = id(&created.id);
-    store.terminate(&upload).await.unwrap();
+    store.terminate(&upload, None).await.unwrap();
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
     assert!(matches!(
         store.get_info(&upload).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.terminate(&upload).await,
+        store.terminate(&upload, None).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -272,15 +286,15 @@ async fn unknown_ids_are_not_found() {
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.write_chunk(&ghost, 0, body(&[b"x"])).await,
+        store.write_chunk(&ghost, 0, None, body(&[b"x"])).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.truncate(&ghost, 0).await,
+        store.truncate(&ghost, 0, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.declare_length(&ghost, 1).await,
+        store.declare_length(&ghost, 1, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
@@ -332,7 +346,7 @@ async fn an_upload_written_by_tusd_is_served() {
     assert_eq!((info.size, info.offset), (10, 4));
     assert!(info.metadata.is_empty() && info.partial_uploads.is_empty());
     store
-        .write_chunk(&upload, 4, body(&[b"-rust"]))
+        .write_chunk(&upload, 4, None, body(&[b"-rust"]))
         .await
         .unwrap();
     assert_eq!(read_all(&store, &upload, 0, 10).await, b"tusd-rust");
@@ -387,4 +401,96 @@ async fn use_in_installs_the_store() {
     let store = composer.store().unwrap();
     let created = store.create_upload(sized(1)).await.unwrap();
     assert!(store.get_info(&id(&created.id)).await.is_ok());
+}
+
+/// A holder that lost its lock without knowing it, handed to the store
+/// directly: every change it tries is refused and nothing changes.
+#[tokio::test]
+async fn a_stale_fencing_token_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let upload = id(&store.create_upload(NewUpload::default()).await.unwrap().id);
+    let successor = FencingToken::new("etcd:00000000000000aa/tusd", 41);
+    let stale = FencingToken::new("etcd:00000000000000aa/tusd", 40);
+    store
+        .write_chunk(&upload, 0, Some(&successor), body(&[b"new"]))
+        .await
+        .unwrap();
+    let before = std::fs::read(dir.path().join(upload.as_str())).unwrap();
+    let info_before = std::fs::read(dir.path().join(format!("{upload}.info"))).unwrap();
+
+    fn fenced<T>(result: Result<T, StoreError>) -> bool {
+        matches!(result, Err(StoreError::Fenced(_)))
+    }
+    assert!(fenced(
+        store
+            .write_chunk(&upload, 3, Some(&stale), body(&[b"old"]))
+            .await
+    ));
+    assert!(fenced(store.truncate(&upload, 0, Some(&stale)).await));
+    assert!(fenced(store.declare_length(&upload, 3, Some(&stale)).await));
+    assert!(fenced(store.concat(&upload, &[], Some(&stale)).await));
+    assert!(fenced(store.terminate(&upload, Some(&stale)).await));
+
+    assert_eq!(
+        std::fs::read(dir.path().join(upload.as_str())).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join(format!("{upload}.info"))).unwrap(),
+        info_before
+    );
+    let record = std::fs::read_to_string(dir.path().join(format!("{upload}.fence"))).unwrap();
+    assert!(record.contains("\"Token\":41"), "{record}");
+    // The successor itself goes on.
+    store
+        .write_chunk(&upload, 3, Some(&successor), body(&[b"!"]))
+        .await
+        .unwrap();
+    store.terminate(&upload, Some(&successor)).await.unwrap();
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+/// A new locker (a restarted memory locker counting from 1, or a switch to
+/// etcd) takes over an upload without being locked out, and from then on the
+/// old one is refused, whatever its counter says.
+#[tokio::test]
+async fn a_new_issuer_takes_over_and_the_old_one_stays_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let upload = id(&store.create_upload(sized(9)).await.unwrap().id);
+    let before_restart = FencingToken::new("memory:0000000000000001", 900);
+    let after_restart = FencingToken::new("memory:0000000000000002", 1);
+    let etcd = FencingToken::new("etcd:00000000000000aa/tusd", 7);
+
+    store
+        .write_chunk(&upload, 0, Some(&before_restart), body(&[b"abc"]))
+        .await
+        .unwrap();
+    store
+        .write_chunk(&upload, 3, Some(&after_restart), body(&[b"def"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .write_chunk(&upload, 6, Some(&before_restart.clone()), body(&[b"x"]))
+            .await,
+        Err(StoreError::Fenced(_))
+    ));
+    store
+        .write_chunk(&upload, 6, Some(&etcd), body(&[b"ghi"]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .write_chunk(
+                &upload,
+                9,
+                Some(&FencingToken::new("memory:0000000000000002", 2)),
+                body(&[b"x"])
+            )
+            .await,
+        Err(StoreError::Fenced(_))
+    ));
+    assert_eq!(read_all(&store, &upload, 0, 9).await, b"abcdefghi");
 }

@@ -67,6 +67,16 @@ impl From<StoreError> for HandlerError {
     fn from(e: StoreError) -> HandlerError {
         match e {
             StoreError::NotFound => HandlerError::NotFound,
+            StoreError::Fenced(reason) => {
+                tracing::warn!(%reason, "store refused a stale lock holder");
+                HandlerError::Locked(
+                    "another request has taken over this upload; nothing more was written".into(),
+                )
+            }
+            StoreError::OffsetMoved { expected, actual } => HandlerError::OffsetMismatch {
+                expected: actual,
+                got: expected,
+            },
             other => HandlerError::Internal(other.to_string()),
         }
     }
@@ -78,7 +88,14 @@ impl From<LockError> for HandlerError {
             LockError::Timeout | LockError::Lost | LockError::NotHeld => {
                 HandlerError::Locked(e.to_string())
             }
-            LockError::Unavailable(reason) => HandlerError::Unavailable(reason),
+            // The reason names etcd endpoints and gRPC internals: the log
+            // gets it, the client gets one line it can act on.
+            LockError::Unavailable(reason) => {
+                tracing::warn!(%reason, "lock service unavailable");
+                HandlerError::Unavailable(
+                    "the lock service is unavailable; retry the request later".into(),
+                )
+            }
         }
     }
 }

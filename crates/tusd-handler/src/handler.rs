@@ -13,6 +13,7 @@ use http::{HeaderValue, Method};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{normalize_base_path, Config};
+use crate::drain;
 use crate::error::HandlerError;
 use crate::headers::{check_tus_resumable, TUS_VERSION};
 use crate::metrics::Metrics;
@@ -133,6 +134,10 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
         .unwrap_or("")
         .to_owned();
     let id = UploadId::parse(&rest);
+    // A body answered before its end is read on within bounds, so that the
+    // answer reaches the client (or nginx) instead of a reset: see drain.rs.
+    let limits = drain::Limits::new(inner.config.network_timeout, inner.shutdown.clone());
+    let req = drain::wrap_request(req, limits);
     // The request runs as a task of its own, so a client that disconnects
     // cannot cancel it halfway: bytes that arrived are written and the lock
     // is released only after the write, never while it is still going on.
@@ -203,7 +208,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::{ChunkStream, NewUpload, StoreError, UploadInfo, UploadReader};
+    use crate::{ChunkStream, FencingToken, NewUpload, StoreError, UploadInfo, UploadReader};
 
     /// One unfinished upload, "abc", 2 of 4 bytes stored.
     struct OneUpload;
@@ -228,20 +233,40 @@ mod tests {
             &self,
             _: &UploadId,
             _: u64,
+            _: Option<&FencingToken>,
             _: ChunkStream,
         ) -> Result<u64, StoreError> {
             panic!("nothing may be written without the lock")
         }
-        async fn truncate(&self, _: &UploadId, _: u64) -> Result<(), StoreError> {
+        async fn truncate(
+            &self,
+            _: &UploadId,
+            _: u64,
+            _: Option<&FencingToken>,
+        ) -> Result<(), StoreError> {
             panic!("nothing may be changed without the lock")
         }
-        async fn declare_length(&self, _: &UploadId, _: u64) -> Result<(), StoreError> {
+        async fn declare_length(
+            &self,
+            _: &UploadId,
+            _: u64,
+            _: Option<&FencingToken>,
+        ) -> Result<(), StoreError> {
             panic!("nothing may be changed without the lock")
         }
-        async fn terminate(&self, _: &UploadId) -> Result<(), StoreError> {
+        async fn terminate(
+            &self,
+            _: &UploadId,
+            _: Option<&FencingToken>,
+        ) -> Result<(), StoreError> {
             panic!("nothing may be deleted without the lock")
         }
-        async fn concat(&self, _: &UploadId, _: &[UploadId]) -> Result<(), StoreError> {
+        async fn concat(
+            &self,
+            _: &UploadId,
+            _: &[UploadId],
+            _: Option<&FencingToken>,
+        ) -> Result<(), StoreError> {
             unreachable!()
         }
         async fn read_range(

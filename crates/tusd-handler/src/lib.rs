@@ -24,6 +24,7 @@
 mod body;
 pub mod composer;
 pub mod config;
+mod drain;
 pub mod error;
 pub mod handler;
 mod headers;
@@ -38,7 +39,7 @@ pub use composer::StoreComposer;
 pub use config::Config;
 pub use error::HandlerError;
 pub use handler::{BuildError, TusHandler};
-pub use lock::{Lock, LockError, LockSignals, Locker, Release};
+pub use lock::{FencingToken, Lock, LockError, LockSignals, Locker, Release};
 pub use metrics::Metrics;
 pub use store::{ChunkStream, DataStore, NewUpload, StoreError, UploadInfo, UploadReader};
 pub use upload_id::UploadId;

@@ -18,6 +18,8 @@
 //! ([`LockSignals::lost`]) and must stop writing before another byte lands,
 //! because someone else may own the upload now.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +87,47 @@ impl LockSignals {
     }
 }
 
+/// Which lock a store call is made under, so that the store itself can
+/// refuse a holder that lost its lock without knowing it yet (a process
+/// paused past its lease, a late network packet).
+///
+/// Values from one issuer strictly increase from one holder of an upload to
+/// the next. Values from different issuers are not comparable: `issuer`
+/// names the locker instance that counts them (an etcd cluster and key
+/// prefix, or one memory locker's lifetime), and a store treats a new
+/// issuer as taking over from the old one for good (see the file store's
+/// `fence` module for the exact rule).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FencingToken {
+    issuer: Arc<str>,
+    value: i64,
+}
+
+impl FencingToken {
+    pub fn new(issuer: impl Into<Arc<str>>, value: i64) -> FencingToken {
+        FencingToken {
+            issuer: issuer.into(),
+            value,
+        }
+    }
+
+    /// The locker instance whose counter `value` comes from.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Position in the issuer's order of holders: higher is later.
+    pub fn value(&self) -> i64 {
+        self.value
+    }
+}
+
+impl std::fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.issuer, self.value)
+    }
+}
+
 /// The locker-specific half of a held lock: how to give it back.
 #[async_trait]
 pub trait Release: Send + Sync + 'static {
@@ -97,7 +140,7 @@ pub trait Release: Send + Sync + 'static {
 /// spawned task, so a vanished client never keeps an upload locked.
 pub struct Lock {
     signals: LockSignals,
-    fencing_token: Option<i64>,
+    fencing_token: Option<FencingToken>,
     release: Option<Box<dyn Release>>,
 }
 
@@ -106,7 +149,7 @@ impl Lock {
     /// increases from one holder of the same upload to the next.
     pub fn new(
         signals: LockSignals,
-        fencing_token: Option<i64>,
+        fencing_token: Option<FencingToken>,
         release: Box<dyn Release>,
     ) -> Lock {
         Lock {
@@ -120,8 +163,9 @@ impl Lock {
         &self.signals
     }
 
-    pub fn fencing_token(&self) -> Option<i64> {
-        self.fencing_token
+    /// The token to hand to every store call that changes the upload.
+    pub fn fencing_token(&self) -> Option<&FencingToken> {
+        self.fencing_token.as_ref()
     }
 
     /// Gives the lock back and reports whether the locker still held it.

@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
-use crate::UploadId;
+use crate::{FencingToken, UploadId};
 
 /// The state of one upload, serialised with the same field names as tusd's
 /// `FileInfo` so that a tusd upload directory can be served as it is.
@@ -88,6 +88,15 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The call's fencing token is older than one the upload has already
+    /// seen: its holder lost the lock (perhaps without knowing yet) and
+    /// someone else has written since. Nothing was changed.
+    #[error("refused a stale lock holder: {0}")]
+    Fenced(String),
+    /// The upload does not hold `expected` bytes, so a write meant for that
+    /// offset would land elsewhere. Nothing was written.
+    #[error("the upload holds {actual} bytes, not the {expected} this write expected")]
+    OffsetMoved { expected: u64, actual: u64 },
 }
 
 /// Persistence for uploads. Implementations: `tusd-filestore`.
@@ -101,6 +110,13 @@ pub enum StoreError {
 ///   number of bytes in memory.
 /// - Several processes may share one store's backing storage (a cluster);
 ///   the store keeps no state about an upload in memory between calls.
+/// - Every call that changes an upload carries the caller's lock's
+///   [`FencingToken`] (`None` only for a locker without tokens, or an upload
+///   nobody else can know yet). A store that can, refuses with
+///   [`StoreError::Fenced`] a token older than one that already changed the
+///   upload, checked atomically with the change itself, so a holder that
+///   lost its lock while paused can never write after its successor. The
+///   file store does; see its `fence` module for the rule across issuers.
 #[async_trait]
 pub trait DataStore: Send + Sync + 'static {
     /// Creates an upload with a fresh id and zero bytes.
@@ -109,28 +125,50 @@ pub trait DataStore: Send + Sync + 'static {
     /// Reads an upload's current state; `NotFound` for an id it never created.
     async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
 
-    /// Appends the stream's bytes at `offset` (the current offset) and returns
-    /// how many bytes it wrote. On error, bytes already written stay written.
+    /// Appends the stream's bytes at `offset` and returns how many bytes it
+    /// wrote. Each piece is written only if the upload then holds exactly
+    /// the bytes before it ([`StoreError::OffsetMoved`] otherwise) and
+    /// `fence` is not stale. On error, bytes already written stay written.
     async fn write_chunk(
         &self,
         id: &UploadId,
         offset: u64,
+        fence: Option<&FencingToken>,
         chunk: ChunkStream,
     ) -> Result<u64, StoreError>;
 
     /// Cuts the upload back to `offset` bytes; used to discard a chunk whose
     /// checksum did not match.
-    async fn truncate(&self, id: &UploadId, offset: u64) -> Result<(), StoreError>;
+    async fn truncate(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
 
     /// Fixes the length of an upload created with a deferred length.
-    async fn declare_length(&self, id: &UploadId, size: u64) -> Result<(), StoreError>;
+    async fn declare_length(
+        &self,
+        id: &UploadId,
+        size: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes the upload's bytes and state.
-    async fn terminate(&self, id: &UploadId) -> Result<(), StoreError>;
+    async fn terminate(
+        &self,
+        id: &UploadId,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
 
     /// Fills the final upload `id` with the bytes of `partials`, in order, and
     /// marks it complete. The partials are complete and stay as they are.
-    async fn concat(&self, id: &UploadId, partials: &[UploadId]) -> Result<(), StoreError>;
+    async fn concat(
+        &self,
+        id: &UploadId,
+        partials: &[UploadId],
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
 
     /// A reader over `len` bytes starting at `start`.
     async fn read_range(

@@ -13,7 +13,10 @@
 //! directory need a distributed locker such as `etcd3locker`.
 //!
 //! Fencing tokens come from one counter per locker, so they strictly increase
-//! from one holder of an upload to the next.
+//! from one holder of an upload to the next. Their issuer is `memory:`
+//! followed by 64 random bits drawn when the locker is made: a restarted
+//! process counts from one again under a new issuer, which a store treats
+//! as taking over from the old one, never as a stale holder.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +24,24 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tusd_handler::{Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId};
+use tusd_handler::{
+    FencingToken, Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId,
+};
 
 /// Locks held by this process, keyed by upload id.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryLocker {
     state: Arc<Mutex<State>>,
+    issuer: Arc<str>,
+}
+
+impl Default for MemoryLocker {
+    fn default() -> MemoryLocker {
+        MemoryLocker {
+            state: Arc::default(),
+            issuer: format!("memory:{:016x}", rand::random::<u64>()).into(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -86,7 +101,8 @@ impl Locker for MemoryLocker {
                             id: id.clone(),
                             token,
                         });
-                        return Ok(Lock::new(signals, Some(token), release));
+                        let fencing = FencingToken::new(self.issuer.clone(), token);
+                        return Ok(Lock::new(signals, Some(fencing), release));
                     }
                 }
             };
@@ -163,13 +179,15 @@ mod tests {
     async fn waiter_gets_lock_when_holder_honours_release_request() {
         let locker = MemoryLocker::new();
         let held = locker.lock(&id("a"), soon(100)).await.unwrap();
-        let first_token = held.fencing_token().unwrap();
+        let first_token = held.fencing_token().unwrap().clone();
         let holder = tokio::spawn(async move {
             held.signals().release_requested().await;
             held.unlock().await.unwrap();
         });
         let next = locker.lock(&id("a"), soon(10_000)).await.unwrap();
-        assert!(next.fencing_token().unwrap() > first_token);
+        let next_token = next.fencing_token().unwrap();
+        assert_eq!(next_token.issuer(), first_token.issuer());
+        assert!(next_token.value() > first_token.value());
         holder.await.unwrap();
         next.unlock().await.unwrap();
     }

@@ -11,7 +11,7 @@ use crate::error::HandlerError;
 use crate::handler::Inner;
 use crate::location::upload_url;
 use crate::protocol::core::check_max_size;
-use crate::{UploadId, UploadInfo};
+use crate::{Lock, UploadId, UploadInfo};
 
 /// Checks that every id names a partial upload, and returns the final
 /// length when all of them are complete (`None` while some are not).
@@ -43,12 +43,13 @@ pub async fn final_size(inner: &Inner, partials: &[UploadId]) -> Result<Option<u
     Ok(total)
 }
 
-/// Joins a waiting final upload once its partials are complete. The caller
-/// holds the final upload's lock.
+/// Joins a waiting final upload once its partials are complete, under the
+/// final upload's `lock`, which the caller holds.
 pub async fn finish_if_ready(
     inner: &Inner,
     id: &UploadId,
     info: UploadInfo,
+    lock: &Lock,
 ) -> Result<UploadInfo, HandlerError> {
     if !info.is_final || info.is_complete() {
         return Ok(info);
@@ -65,7 +66,10 @@ pub async fn finish_if_ready(
     if final_size(inner, &partials).await?.is_none() {
         return Ok(info);
     }
-    inner.store.concat(id, &partials).await?;
+    inner
+        .store
+        .concat(id, &partials, lock.fencing_token())
+        .await?;
     inner.metrics.upload_finished();
     Ok(inner.store.get_info(id).await?)
 }

@@ -51,7 +51,7 @@ pub async fn settled_info(inner: &Inner, id: &UploadId) -> Result<UploadInfo, Ha
     }
     let lock = inner.lock(id).await?;
     let info = inner.store.get_info(id).await?;
-    let info = concatenation::finish_if_ready(inner, id, info).await?;
+    let info = concatenation::finish_if_ready(inner, id, info, &lock).await?;
     let _ = lock.unlock().await;
     expiration::check(inner, &info)?;
     Ok(info)
@@ -113,7 +113,7 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
         });
     }
     if let Some(length) = declared_length {
-        declare_length(inner, id, &mut info, length).await?;
+        declare_length(inner, id, &lock, &mut info, length).await?;
     }
     let before = info.offset;
     let info = receive(inner, &lock, info, &parts.headers, checksum, body).await?;
@@ -134,6 +134,7 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
 async fn declare_length(
     inner: &Inner,
     id: &UploadId,
+    lock: &Lock,
     info: &mut UploadInfo,
     length: u64,
 ) -> Result<(), HandlerError> {
@@ -151,7 +152,10 @@ async fn declare_length(
         ));
     }
     check_max_size(inner, length)?;
-    inner.store.declare_length(id, length).await?;
+    inner
+        .store
+        .declare_length(id, length, lock.fencing_token())
+        .await?;
     info.size = length;
     info.size_is_deferred = false;
     Ok(())
@@ -211,7 +215,10 @@ pub async fn receive(
             hasher: checksum.as_ref().map(|c| c.algorithm.hasher()),
         },
     );
-    let written = inner.store.write_chunk(&id, start, chunks).await;
+    let written = inner
+        .store
+        .write_chunk(&id, start, lock.fencing_token(), chunks)
+        .await;
     let outcome = report.outcome();
     inner.metrics.bytes_received(outcome.received);
 
@@ -233,7 +240,10 @@ pub async fn receive(
     };
     if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
         if digest != checksum.expected {
-            inner.store.truncate(&id, start).await?;
+            inner
+                .store
+                .truncate(&id, start, lock.fencing_token())
+                .await?;
             return Err(HandlerError::ChecksumMismatch);
         }
     }

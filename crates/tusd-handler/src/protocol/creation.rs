@@ -88,7 +88,8 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
         HandlerError::Internal(format!("store generated invalid id {:?}", info.id))
     })?;
     if final_ready {
-        inner.store.concat(&id, &partials).await?;
+        // Nobody else knows the new id yet, so there is no lock to fence with.
+        inner.store.concat(&id, &partials, None).await?;
         info = inner.store.get_info(&id).await?;
         inner.metrics.upload_finished();
     }

@@ -67,7 +67,13 @@ pub async fn sweep(inner: &Inner) -> usize {
             Ok(info) => check(inner, &info).is_err(),
             Err(_) => false,
         };
-        if still_expired && inner.store.terminate(&id).await.is_ok() {
+        if still_expired
+            && inner
+                .store
+                .terminate(&id, lock.fencing_token())
+                .await
+                .is_ok()
+        {
             inner.metrics.upload_terminated();
             removed += 1;
             tracing::info!(id = %id, "removed expired upload");

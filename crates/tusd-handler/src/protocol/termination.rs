@@ -14,7 +14,7 @@ pub async fn delete(inner: &Inner, id: &UploadId) -> Result<Response, HandlerErr
     }
     let lock = inner.lock(id).await?;
     inner.store.get_info(id).await?;
-    inner.store.terminate(id).await?;
+    inner.store.terminate(id, lock.fencing_token()).await?;
     let _ = lock.unlock().await;
     inner.metrics.upload_terminated();
     Ok(StatusCode::NO_CONTENT.into_response())
