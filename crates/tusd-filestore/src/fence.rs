@@ -1,0 +1,352 @@
+//! Fencing: the store's own refusal of a lock holder that lost its lock.
+//!
+//! Why the store and not only the locker: a holder learns that its lock is
+//! gone from a timer or a message, and a process paused long enough (GC, a
+//! frozen VM, `SIGSTOP`, a debugger) wakes up with a write already on its
+//! way, before either can fire. Only the storage sees every write in order,
+//! so only it can close that window. Each change an upload undergoes is made
+//! inside one critical section that:
+//!
+//! 1. takes an exclusive OS lock (`flock`) on the upload's data file, which
+//!    every process sharing the directory honours;
+//! 2. checks that the data file is still linked (not terminated meanwhile);
+//! 3. admits the caller's fencing token against the upload's record,
+//!    `{id}.fence`, and raises the record if the token is newer;
+//! 4. checks the data file's length against the offset the change expects;
+//! 5. makes the change, then lets go of the OS lock.
+//!
+//! A stale writer therefore either runs entirely before its successor's
+//! first change (and the successor then sees its bytes in the length) or is
+//! refused; it can never append at a shifted position.
+//!
+//! # The record and the rule
+//!
+//! `{id}.fence` is JSON: `{"Issuer": "...", "Token": 42, "Retired": [...]}`.
+//! Tokens are comparable only within one issuer (one etcd cluster and
+//! prefix, or one memory locker's lifetime). A call with a token is admitted
+//! when:
+//! - the upload has no record yet (it is recorded);
+//! - the issuer is the recorded one and the token is at least the recorded
+//!   one (equal: the same holder writing again);
+//! - the issuer is new, i.e. neither the recorded one nor a retired one: a
+//!   restarted memory locker, or a switch of locker. The new issuer takes
+//!   over and the old one is *retired* for this upload, so a holder still
+//!   alive under the old issuer is refused from then on instead of
+//!   alternating with the new one.
+//!
+//! It is refused when the token is lower than the recorded one of the same
+//! issuer, or its issuer is retired. A call without a token (a locker that
+//! has none) is not checked and records nothing; it still gets the offset
+//! check. An unreadable record is treated as absent (and logged): refusing
+//! every holder would lock the upload out for good.
+//!
+//! The record is not synced: it matters while processes run, and a crash of
+//! the machine that holds the directory takes every lock holder with it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tusd_handler::{FencingToken, StoreError};
+
+/// How many retired issuers a record remembers; the oldest goes first.
+const MAX_RETIRED: usize = 16;
+
+/// How long a change waits for another process's critical section (a writer
+/// paused while inside one) before giving up with [`StoreError::Fenced`].
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// What `{id}.fence` holds: the newest token that changed the upload.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct Record {
+    pub(crate) issuer: String,
+    pub(crate) token: i64,
+    #[serde(default)]
+    pub(crate) retired: Vec<String>,
+}
+
+/// Decides whether `token` may change an upload whose record is `record`.
+/// `Ok(Some(new))` when the record must become `new`, `Ok(None)` when it
+/// stays, `Err(reason)` when the caller is stale.
+pub(crate) fn admit(
+    record: Option<&Record>,
+    token: &FencingToken,
+) -> Result<Option<Record>, String> {
+    let Some(record) = record else {
+        return Ok(Some(Record {
+            issuer: token.issuer().to_owned(),
+            token: token.value(),
+            retired: Vec::new(),
+        }));
+    };
+    if record.issuer == token.issuer() {
+        return match token.value() {
+            value if value < record.token => Err(format!(
+                "token {token} is older than {}#{}, which has written since",
+                record.issuer, record.token
+            )),
+            value if value == record.token => Ok(None),
+            value => Ok(Some(Record {
+                token: value,
+                ..record.clone()
+            })),
+        };
+    }
+    if record.retired.iter().any(|r| r == token.issuer()) {
+        return Err(format!(
+            "token {token} comes from a locker that {}#{} has taken over from",
+            record.issuer, record.token
+        ));
+    }
+    let mut retired = record.retired.clone();
+    retired.push(record.issuer.clone());
+    if retired.len() > MAX_RETIRED {
+        retired.remove(0);
+    }
+    Ok(Some(Record {
+        issuer: token.issuer().to_owned(),
+        token: token.value(),
+        retired,
+    }))
+}
+
+/// An upload's fencing state for a run of changes by one caller: the path of
+/// its record and the caller's token. The record file is opened on the first
+/// change that needs it and kept open for the next ones.
+pub(crate) struct Fence {
+    path: PathBuf,
+    token: Option<FencingToken>,
+    record: Option<File>,
+}
+
+/// Proof that the caller is inside the critical section; leaving it (drop)
+/// releases the OS lock.
+pub(crate) struct Entered<'a> {
+    data: &'a File,
+}
+
+impl Drop for Entered<'_> {
+    fn drop(&mut self) {
+        let _ = self.data.unlock();
+    }
+}
+
+impl Fence {
+    pub(crate) fn new(path: PathBuf, token: Option<&FencingToken>) -> Fence {
+        Fence {
+            path,
+            token: token.cloned(),
+            record: None,
+        }
+    }
+
+    /// Enters the critical section of the upload whose data file is `data`
+    /// (steps 1 to 4 of the module docs; `expected_len` `None` skips 4).
+    pub(crate) fn enter<'a>(
+        &mut self,
+        data: &'a File,
+        expected_len: Option<u64>,
+    ) -> Result<Entered<'a>, StoreError> {
+        lock_within(data, LOCK_WAIT)?;
+        let entered = Entered { data };
+        let metadata = data.metadata()?;
+        if metadata.nlink() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(token) = self.token.clone() {
+            self.admit(&token)?;
+        }
+        if let Some(expected) = expected_len {
+            if metadata.len() != expected {
+                return Err(StoreError::OffsetMoved {
+                    expected,
+                    actual: metadata.len(),
+                });
+            }
+        }
+        Ok(entered)
+    }
+
+    fn admit(&mut self, token: &FencingToken) -> Result<(), StoreError> {
+        if self.record.is_none() {
+            self.record = Some(open_record(&self.path)?);
+        }
+        let file = self.record.as_ref().expect("opened above");
+        let current = read_record(file, &self.path)?;
+        match admit(current.as_ref(), token) {
+            Err(reason) => Err(StoreError::Fenced(reason)),
+            Ok(None) => Ok(()),
+            Ok(Some(new)) => {
+                let json = serde_json::to_vec(&new).map_err(io::Error::other)?;
+                file.set_len(0)?;
+                file.write_all_at(&json, 0)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The record file, created if missing with the store's permissions.
+fn open_record(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o664)
+        .open(path)
+}
+
+fn read_record(mut file: &File, path: &Path) -> io::Result<Option<Record>> {
+    let mut json = Vec::new();
+    std::io::Seek::rewind(&mut file)?;
+    file.read_to_end(&mut json)?;
+    if json.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_slice(&json) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable fence record, treated as absent");
+            Ok(None)
+        }
+    }
+}
+
+/// Takes the exclusive OS lock on `file`, waiting at most `wait`.
+fn lock_within(file: &File, wait: Duration) -> Result<(), StoreError> {
+    let give_up = Instant::now() + wait;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < give_up => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Fenced(format!(
+                    "another writer kept the upload's storage locked for over {wait:?}"
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(issuer: &str, value: i64) -> FencingToken {
+        FencingToken::new(issuer, value)
+    }
+
+    fn record(issuer: &str, value: i64, retired: &[&str]) -> Record {
+        Record {
+            issuer: issuer.into(),
+            token: value,
+            retired: retired.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_first_token_is_recorded() {
+        assert_eq!(admit(None, &token("a", 5)), Ok(Some(record("a", 5, &[]))));
+    }
+
+    #[test]
+    fn within_one_issuer_newer_and_equal_pass_and_older_is_refused() {
+        let current = record("a", 5, &[]);
+        assert_eq!(admit(Some(&current), &token("a", 5)), Ok(None));
+        assert_eq!(
+            admit(Some(&current), &token("a", 9)),
+            Ok(Some(record("a", 9, &[])))
+        );
+        assert!(admit(Some(&current), &token("a", 4)).is_err());
+    }
+
+    #[test]
+    fn a_new_issuer_takes_over_and_the_old_one_is_refused_for_good() {
+        let first = record("a", 500, &[]);
+        // A restarted locker counts from 1 again: not locked out.
+        let taken = admit(Some(&first), &token("b", 1)).unwrap().unwrap();
+        assert_eq!(taken, record("b", 1, &["a"]));
+        // A holder still alive under the old issuer is now stale.
+        assert!(admit(Some(&taken), &token("a", 501)).is_err());
+        // A third issuer takes over again, and both old ones stay out.
+        let third = admit(Some(&taken), &token("c", 1)).unwrap().unwrap();
+        assert_eq!(third, record("c", 1, &["a", "b"]));
+        assert!(admit(Some(&third), &token("b", 2)).is_err());
+    }
+
+    #[test]
+    fn the_retired_list_is_bounded() {
+        let mut current = record("i0", 1, &[]);
+        for i in 1..=MAX_RETIRED + 3 {
+            current = admit(Some(&current), &token(&format!("i{i}"), 1))
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(current.retired.len(), MAX_RETIRED);
+        assert_eq!(current.retired[0], "i3");
+    }
+
+    #[test]
+    fn a_stale_token_is_refused_inside_the_section_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"abc").unwrap();
+        let data = File::open(&data_path).unwrap();
+        let record_path = dir.path().join("u.fence");
+
+        let newer = token("etcd:1/tusd", 20);
+        let entered = Fence::new(record_path.clone(), Some(&newer))
+            .enter(&data, Some(3))
+            .unwrap();
+        drop(entered);
+        let older = token("etcd:1/tusd", 10);
+        let refused = Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(3));
+        assert!(matches!(refused, Err(StoreError::Fenced(_))));
+        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+    }
+
+    #[test]
+    fn a_moved_offset_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"abcd").unwrap();
+        let data = File::open(&data_path).unwrap();
+        let mut fence = Fence::new(dir.path().join("u.fence"), None);
+        assert!(matches!(
+            fence.enter(&data, Some(3)),
+            Err(StoreError::OffsetMoved {
+                expected: 3,
+                actual: 4
+            })
+        ));
+        assert!(fence.enter(&data, Some(4)).is_ok());
+    }
+
+    #[test]
+    fn a_second_opener_waits_for_the_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"").unwrap();
+        let first = File::open(&data_path).unwrap();
+        let second = File::open(&data_path).unwrap();
+        let mut fence = Fence::new(dir.path().join("u.fence"), None);
+        let entered = fence.enter(&first, None).unwrap();
+        assert!(matches!(
+            lock_within(&second, Duration::from_millis(20)),
+            Err(StoreError::Fenced(_))
+        ));
+        drop(entered);
+        assert!(lock_within(&second, Duration::from_millis(20)).is_ok());
+    }
+}
