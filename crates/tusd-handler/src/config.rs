@@ -24,6 +24,11 @@ pub struct Config {
     /// Unfinished uploads untouched for this long expire (410, then removed).
     /// `None` disables the expiration extension.
     pub expire_after: Option<Duration>,
+    /// Fault injection, never for production: request bodies ignore their
+    /// lock's release requests and loss, as a process would that woke from
+    /// a pause before either signal reached it. What is left to stop a
+    /// stale holder is the store's fence, which is what this exists to test.
+    pub fault_ignore_lock_signals: bool,
 }
 
 impl Default for Config {
@@ -37,6 +42,7 @@ impl Default for Config {
             acquire_lock_timeout: Duration::from_secs(20),
             network_timeout: Duration::from_secs(60),
             expire_after: None,
+            fault_ignore_lock_signals: false,
         }
     }
 }

@@ -90,6 +90,10 @@ pub struct Cli {
     /// How often expired uploads are removed.
     #[arg(long, env = "TUSD_EXPIRE_SWEEP_INTERVAL", default_value = "60s", value_parser = duration)]
     pub expire_sweep_interval: Duration,
+    /// Fault injection for tests, never for production (hidden from --help):
+    /// request bodies ignore lock loss and release requests.
+    #[arg(long, env = "TUSD_FAULT_IGNORE_LOCK_SIGNALS", hide = true)]
+    pub fault_ignore_lock_signals: bool,
     /// Log format: one line per request either way.
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

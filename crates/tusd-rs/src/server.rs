@@ -49,7 +49,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         acquire_lock_timeout: cli.acquire_lock_timeout,
         network_timeout: cli.network_timeout,
         expire_after: (!cli.expire_after.is_zero()).then_some(cli.expire_after),
+        fault_ignore_lock_signals: cli.fault_ignore_lock_signals,
     };
+    if cli.fault_ignore_lock_signals {
+        tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
+    }
     let handler = TusHandler::new(&composer, config).map_err(|e| e.to_string())?;
 
     let mut app = handler.router();

@@ -142,6 +142,154 @@ async fn a_holder_that_never_lets_go_gets_other_requests_423() {
     assert_eq!(get_bytes(&url).await, (200, b"helloworld".to_vec()));
 }
 
+/// A node frozen (`SIGSTOP`: a GC pause, a stalled VM) past its lease while
+/// it streams a PATCH. Another node takes the upload over and writes; when
+/// the frozen node wakes, its client's next bytes are already in its socket,
+/// and its own loss timer and its write race. Whichever wins, the stale
+/// bytes never reach the file: the lease-loss signal stops the body, or the
+/// file store's fence refuses the write.
+#[tokio::test]
+async fn a_node_paused_past_its_ttl_never_writes_after_its_successor() {
+    let (zombie, a) = paused_past_ttl_then_woken(&[]).await;
+    assert_eq!(zombie.status(), 423, "node A log:\n{}", a.log());
+}
+
+/// The same pause, with node A's request bodies deaf to lock loss and
+/// release requests (a fault-injection switch): the file store's fence alone
+/// must refuse the stale write, before A's own signals could have helped.
+#[tokio::test]
+async fn the_store_alone_refuses_a_node_that_wakes_after_its_successor() {
+    let (zombie, a) = paused_past_ttl_then_woken(&["--fault-ignore-lock-signals"]).await;
+    assert_eq!(zombie.status(), 423, "node A log:\n{}", a.log());
+    let reason = zombie.text().await.unwrap();
+    assert!(reason.contains("taken over"), "{reason}");
+    assert!(
+        a.log().contains("store refused a stale lock holder"),
+        "node A log:\n{}",
+        a.log()
+    );
+}
+
+/// Node A streams a PATCH and is frozen past its 2 s lease; node B takes the
+/// upload over and stores 3 more chunks; A's client sends bytes of its own
+/// meanwhile and A is woken. Checks that the file holds exactly what B's
+/// client was told is stored and that B can finish the upload; returns A's
+/// answer and A itself.
+async fn paused_past_ttl_then_woken(a_args: &[&str]) -> (reqwest::Response, TusServer) {
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--etcd-ttl", "2"];
+    args.extend_from_slice(a_args);
+    let a = node(dir.path(), &etcd, &args);
+    let b = node(dir.path(), &etcd, &[]);
+    let total = 8 * CHUNK;
+    let data = pattern(total);
+    let url = create(&a, total as u64).await;
+    let (mut writer, zombie) = stalled_patch(&a, &url, &data[..2 * CHUNK]).await;
+
+    a.signal(libc::SIGSTOP);
+    // The lock goes to node B once A's lease expires in etcd.
+    assert_eq!(offset(&on(&b, &url)).await, 2 * CHUNK as u64);
+    let taken = patch(
+        &on(&b, &url),
+        2 * CHUNK as u64,
+        data[2 * CHUNK..5 * CHUNK].to_vec(),
+    )
+    .await;
+    assert_eq!(taken.status(), 204, "node B log:\n{}", b.log());
+    // A's client goes on sending what it believes belongs at 2 chunks; the
+    // bytes wait in A's socket for A to wake.
+    writer.write_all(&vec![0xEE; CHUNK]).await.unwrap();
+    writer.flush().await.unwrap();
+    a.signal(libc::SIGCONT);
+
+    let zombie = tokio::time::timeout(Duration::from_secs(30), zombie)
+        .await
+        .expect("node A's PATCH never ended after it woke")
+        .unwrap();
+    drop(writer);
+    let stored = std::fs::read(dir.path().join(id_of(&url))).unwrap();
+    assert!(
+        stored == data[..5 * CHUNK],
+        "the file holds {} bytes, not the {} node B stored (node A log:\n{})",
+        stored.len(),
+        5 * CHUNK,
+        a.log()
+    );
+    let record =
+        std::fs::read_to_string(dir.path().join(format!("{}.fence", id_of(&url)))).unwrap();
+    assert!(record.contains("\"Issuer\":\"etcd:"), "{record}");
+
+    let rest = patch(&on(&b, &url), 5 * CHUNK as u64, data[5 * CHUNK..].to_vec()).await;
+    assert_eq!(rest.status(), 204);
+    assert!(get_bytes(&on(&b, &url)).await.1 == data);
+    (zombie, a)
+}
+
+/// Real etcd fencing tokens handed straight to the file store: a holder
+/// whose lease went (revoked here, as expiry would) is refused by the store
+/// after its successor wrote, whether or not it has heard of the loss.
+#[tokio::test]
+async fn the_file_store_refuses_a_holder_whose_etcd_lease_is_gone() {
+    use tusd_handler::{DataStore, NewUpload, UploadId};
+
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = tusd_filestore::FileStore::new(dir.path()).unwrap();
+    let created = store
+        .create_upload(NewUpload {
+            size: Some(6),
+            ..NewUpload::default()
+        })
+        .await
+        .unwrap();
+    let id = UploadId::parse(&created.id).unwrap();
+    let first = etcd3locker::Etcd3Locker::new(etcd.client().await);
+    let second = etcd3locker::Etcd3Locker::new(etcd.client().await);
+    let deadline = || tokio::time::Instant::now() + Duration::from_secs(10);
+    let stale = tusd_handler::Locker::lock(&first, &id, deadline())
+        .await
+        .unwrap();
+
+    // The first holder's lease disappears behind its back.
+    let keys = tusd_testsupport::etcdctl(&etcd.endpoints())
+        .args(["get", "--prefix", "--keys-only", &format!("/tusd{id}/")])
+        .output()
+        .unwrap();
+    let key = String::from_utf8(keys.stdout).unwrap();
+    let lease = key.trim().rsplit('/').next().unwrap().to_owned();
+    let revoked = tusd_testsupport::etcdctl(&etcd.endpoints())
+        .args(["lease", "revoke", &lease])
+        .status()
+        .unwrap();
+    assert!(revoked.success());
+
+    let successor = tusd_handler::Locker::lock(&second, &id, deadline())
+        .await
+        .unwrap();
+    let (old, new) = (
+        stale.fencing_token().unwrap().clone(),
+        successor.fencing_token().unwrap().clone(),
+    );
+    assert_eq!(old.issuer(), new.issuer());
+    assert!(new.value() > old.value());
+    let body = |b: &'static [u8]| -> tusd_handler::ChunkStream {
+        Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b))]))
+    };
+    store
+        .write_chunk(&id, 0, Some(&new), body(b"new"))
+        .await
+        .unwrap();
+    let refused = store.write_chunk(&id, 3, Some(&old), body(b"old")).await;
+    assert!(
+        matches!(refused, Err(tusd_handler::StoreError::Fenced(_))),
+        "{refused:?}"
+    );
+    assert_eq!(std::fs::read(dir.path().join(id.as_str())).unwrap(), b"new");
+    successor.unlock().await.unwrap();
+    drop(stale);
+}
+
 #[test]
 fn an_unreachable_etcd_stops_start_up_with_the_endpoints_named() {
     let endpoint = format!("http://127.0.0.1:{}", tusd_testsupport::ports::free_port());

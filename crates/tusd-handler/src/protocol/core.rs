@@ -209,7 +209,10 @@ pub async fn receive(
         body,
         BodyRules {
             limit: room,
-            signals: lock.signals().clone(),
+            signals: match inner.config.fault_ignore_lock_signals {
+                false => lock.signals().clone(),
+                true => crate::LockSignals::new(),
+            },
             shutdown: inner.shutdown.clone(),
             idle_timeout: inner.config.network_timeout,
             hasher: checksum.as_ref().map(|c| c.algorithm.hasher()),
