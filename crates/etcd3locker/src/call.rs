@@ -1,10 +1,12 @@
-//! One etcd request under a deadline, retried while etcd is unavailable.
+//! One etcd request under a deadline, retried while etcd is unavailable,
+//! and the one place that decides what an etcd error means.
 //!
 //! A client with several endpoints keeps working while one is down only if
 //! a request that hit the dead one is sent again: etcd-client does not retry.
 //! Every request of the lock protocol is safe to repeat (the lock Txn is
-//! guarded by `create_revision == 0`, deletes are idempotent, a lease grant
-//! carries its own id), so all of them go through [`retry`].
+//! guarded by `create_revision == 0`, deletes are guarded by the key's create
+//! revision, a lease grant carries its own id), so all of them go through
+//! [`retry`].
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,26 +15,90 @@ use tokio::time::Instant;
 
 /// The longest one attempt may take; a member that accepted the connection
 /// but stopped answering (paused, partitioned) costs at most this much
-/// before the request goes to another endpoint.
+/// before the request is sent again (see `docs/cluster.md`, timing budget).
 pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
+/// What an etcd error means for the caller.
+///
+/// Decided from the gRPC status code, never from the message text, which
+/// differs between etcd versions and is meant for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Try again, maybe on another member: the connection failed, the
+    /// member had no leader, the request timed out inside etcd.
+    Unavailable,
+    /// etcd does not know the lease (`NotFound`; for this crate's requests
+    /// only a lease can be missing): it expired or was revoked.
+    LeaseNotFound,
+    /// A grant with an id that already exists (`FailedPrecondition`; the
+    /// only precondition of the requests this crate sends).
+    LeaseExists,
+    /// Anything else: permissions, a malformed request. Retrying cannot help.
+    Refused,
+}
+
+/// Classifies `error`; see [`Failure`].
+pub(crate) fn classify(error: &etcd_client::Error) -> Failure {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match error {
+        E::TransportError(_) | E::IoError(_) => Failure::Unavailable,
+        E::GRpcStatus(status) => match status.code() {
+            Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Unknown => Failure::Unavailable,
+            Code::NotFound => Failure::LeaseNotFound,
+            Code::FailedPrecondition => Failure::LeaseExists,
+            _ => Failure::Refused,
+        },
+        // etcd-client's own error for a keep-alive stream whose opening
+        // keep-alive etcd answered with TTL 0, which is how etcd says it
+        // does not know the lease.
+        E::LeaseKeepAliveError(_) => Failure::LeaseNotFound,
+        _ => Failure::Refused,
+    }
+}
+
+/// A short description of `error` for texts that reach clients: the gRPC
+/// code and etcd's message, never a transport error's text, which may name
+/// internal addresses. The full error goes to the log.
+pub(crate) fn public_reason(error: &etcd_client::Error) -> String {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => status.message().to_owned(),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            "connection to etcd failed".to_owned()
+        }
+        _ => "request failed".to_owned(),
+    }
+}
+
 /// How a retried request failed.
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// The deadline passed; the last attempt may or may not have taken effect.
+    /// The deadline passed; the last attempt may or may not have taken
+    /// effect. The text says why without internal addresses.
     Deadline(String),
-    /// etcd refused the request; retrying would not help.
-    Refused(etcd_client::Error),
+    /// etcd answered with an error that retrying would not fix.
+    Refused(Failure, etcd_client::Error),
+}
+
+impl CallError {
+    /// Whether etcd said the lease is gone.
+    pub(crate) fn is_lease_not_found(&self) -> bool {
+        matches!(self, CallError::Refused(Failure::LeaseNotFound, _))
+    }
 }
 
 impl From<CallError> for crate::Error {
     fn from(error: CallError) -> crate::Error {
         match error {
             CallError::Deadline(reason) => crate::Error::Unavailable(reason),
-            CallError::Refused(e) => crate::Error::Etcd(e),
+            CallError::Refused(_, e) => crate::Error::Etcd(e),
         }
     }
 }
@@ -54,29 +120,54 @@ where
         let limit = deadline.min(Instant::now() + per_attempt);
         let reason = match tokio::time::timeout_at(limit, attempt()).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) if !is_unavailable(&e) => return Err(CallError::Refused(e)),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {per_attempt:?}"),
+            Ok(Err(e)) => match classify(&e) {
+                Failure::Unavailable => {
+                    tracing::debug!(error = %e, "etcd request failed, retrying");
+                    public_reason(&e)
+                }
+                failure => return Err(CallError::Refused(failure, e)),
+            },
+            Err(_) => {
+                tracing::debug!(?per_attempt, "etcd request unanswered, retrying");
+                format!("no answer within {per_attempt:?}")
+            }
         };
         if Instant::now() + backoff >= deadline {
+            tracing::warn!(%reason, "etcd request given up at its deadline");
             return Err(CallError::Deadline(reason));
         }
-        tracing::debug!(%reason, "etcd request failed, retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
-/// Whether `error` says "try again, maybe elsewhere" rather than "no".
-pub(crate) fn is_unavailable(error: &etcd_client::Error) -> bool {
-    use etcd_client::Error as E;
-    use tonic::Code;
-    match error {
-        E::TransportError(_) | E::IoError(_) => true,
-        E::GRpcStatus(status) => matches!(
-            status.code(),
-            Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::Unknown
-        ),
-        _ => false,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: tonic::Code, message: &str) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, message))
+    }
+
+    #[test]
+    fn classifies_by_code_not_text() {
+        let lease_gone = status(tonic::Code::NotFound, "anything at all");
+        assert_eq!(classify(&lease_gone), Failure::LeaseNotFound);
+        let misleading = status(tonic::Code::Unavailable, "requested lease not found");
+        assert_eq!(classify(&misleading), Failure::Unavailable);
+        let exists = status(tonic::Code::FailedPrecondition, "");
+        assert_eq!(classify(&exists), Failure::LeaseExists);
+        let denied = status(tonic::Code::PermissionDenied, "");
+        assert_eq!(classify(&denied), Failure::Refused);
+        let keep_alive = etcd_client::Error::LeaseKeepAliveError("lease not found".into());
+        assert_eq!(classify(&keep_alive), Failure::LeaseNotFound);
+    }
+
+    #[test]
+    fn public_reasons_name_no_address() {
+        let io = etcd_client::Error::IoError(std::io::Error::other("connect 10.1.2.3:2379"));
+        assert!(!public_reason(&io).contains("10.1.2.3"));
+        let timed_out = status(tonic::Code::Unavailable, "etcdserver: request timed out");
+        assert_eq!(public_reason(&timed_out), "etcdserver: request timed out");
     }
 }

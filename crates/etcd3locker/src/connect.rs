@@ -5,13 +5,23 @@
 //! before handing the client out, under a time limit, so a server started
 //! against a wrong or dead cluster fails at once with the endpoints in the
 //! message instead of hanging on its first upload.
+//!
+//! [`connect`] also leaves the endpoints and client options behind, under
+//! the id of the cluster that answered. etcd-client sends each request of a
+//! client to a random endpoint and does not say which, nor hand out its
+//! options; a locker on that cluster uses them to keep its lease alive
+//! through every endpoint separately, so that one hung member cannot stall
+//! all of its keep-alives (see the `lease` module).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, Identity, TlsOptions};
 use tokio::time::Instant;
 
+use crate::call::{classify, Failure};
 use crate::Error;
 
 /// How to reach a cluster: endpoints, credentials, TLS material.
@@ -68,12 +78,17 @@ pub async fn connect(options: &ConnectOptions) -> Result<Client, Error> {
         let attempt = async {
             let mut client =
                 Client::connect(&options.endpoints, Some(client_options.clone())).await?;
-            client.status().await?;
-            Ok::<_, etcd_client::Error>(client)
+            let status = client.status().await?;
+            Ok::<_, etcd_client::Error>((client, status.header().map(|h| h.cluster_id())))
         };
         match tokio::time::timeout_at(deadline, attempt).await {
-            Ok(Ok(client)) => return Ok(client),
-            Ok(Err(e)) if crate::call::is_unavailable(&e) => last_error = e.to_string(),
+            Ok(Ok((client, cluster_id))) => {
+                if let Some(cluster_id) = cluster_id {
+                    Endpoints::register(cluster_id, &options.endpoints, &client_options);
+                }
+                return Ok(client);
+            }
+            Ok(Err(e)) if classify(&e) == Failure::Unavailable => last_error = e.to_string(),
             Ok(Err(e)) => return Err(failed(e.to_string())),
             Err(_) => break,
         }
@@ -113,4 +128,31 @@ fn client_options(options: &ConnectOptions) -> Result<etcd_client::ConnectOption
         client_options = client_options.with_tls(tls);
     }
     Ok(client_options)
+}
+
+/// The endpoints and client options [`connect`] last used for a cluster.
+pub(crate) struct Endpoints {
+    pub(crate) endpoints: Vec<String>,
+    pub(crate) options: etcd_client::ConnectOptions,
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Arc<Endpoints>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Arc<Endpoints>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Mutex::default)
+}
+
+impl Endpoints {
+    fn register(cluster_id: u64, endpoints: &[String], options: &etcd_client::ConnectOptions) {
+        let entry = Arc::new(Endpoints {
+            endpoints: endpoints.to_vec(),
+            options: options.clone(),
+        });
+        registry().lock().unwrap().insert(cluster_id, entry);
+    }
+
+    /// What [`connect`] used for the cluster `cluster_id`, if it connected
+    /// to it in this process.
+    pub(crate) fn of_cluster(cluster_id: u64) -> Option<Arc<Endpoints>> {
+        registry().lock().unwrap().get(&cluster_id).cloned()
+    }
 }

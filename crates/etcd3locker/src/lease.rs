@@ -1,12 +1,11 @@
 //! The locker's one lease: granted on first use, kept alive by one task,
-//! replaced when lost.
+//! replaced when lost, and revoked after a loss once etcd answers again.
 //!
 //! Every lock key a locker writes is attached to its current lease, so a
 //! crashed process loses all its locks when the lease expires, and a clean
 //! shutdown drops them all with one revoke. Sharing one lease among all
 //! locks (instead of one per lock, as the Go locker does) saves two raft
-//! writes per lock (grant and revoke) and keeps one keep-alive stream per
-//! process instead of one per lock.
+//! writes per lock (grant and revoke).
 //!
 //! Loss is decided locally, before etcd could decide it: the lease counts as
 //! valid until the *send* time of the last acknowledged keep-alive plus two
@@ -14,37 +13,118 @@
 //! which was after we sent it, so etcd keeps the lease at least a third of
 //! the TTL longer than we trust it. Past our deadline, or when etcd answers
 //! a keep-alive with TTL 0 (the lease is gone), every lock under the lease is
-//! told at once ([`tusd_handler::LockSignals::mark_lost`]), the lease is
-//! revoked best-effort (which deletes its keys), and the next lock gets a
-//! new lease.
+//! told at once ([`tusd_handler::LockSignals::mark_lost`]), and the next lock
+//! gets a new lease. The lost lease is then revoked, retried until etcd
+//! confirms it, because after an outage etcd restores leases with a fresh
+//! TTL: without the revoke, the old keys would block their uploads for a
+//! whole TTL after etcd is back.
+//!
+//! Keep-alives go out every sixth of the TTL on one stream per route (see
+//! [`Route`]), and a stream whose keep-alive is unanswered for
+//! [`Timing::unanswered`] is dropped and opened again at once, so a hung
+//! member costs its stream but never the lease while another member answers.
+//! The budget behind these numbers is in `docs/cluster.md`, "Timing budget".
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, LeaseGrantOptions};
+use etcd_client::{Client, LeaseGrantOptions, LeaseKeeper};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tusd_handler::LockSignals;
 
-use crate::call::{retry, ATTEMPT_TIMEOUT};
+use crate::call::{classify, retry, Failure, ATTEMPT_TIMEOUT};
+use crate::connect::Endpoints;
 use crate::{Error, GRANT_TIMEOUT};
+
+/// Keep-alive timing derived from the TTL.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    /// How often each stream sends a keep-alive.
+    pub(crate) interval: Duration,
+    /// How long after a keep-alive's send time an answer keeps the lease
+    /// trusted.
+    pub(crate) window: Duration,
+    /// How long a keep-alive (or a stream's opening) may go unanswered
+    /// before its stream counts as dead and is opened again.
+    pub(crate) unanswered: Duration,
+}
+
+impl Timing {
+    pub(crate) fn for_ttl(ttl: Duration) -> Timing {
+        Timing {
+            interval: ttl / 6,
+            window: ttl * 2 / 3,
+            // A healthy member answers within milliseconds; a second is
+            // patience for a busy one. Short TTLs need a tighter limit to
+            // leave room for a leader election (see the timing budget).
+            unanswered: Duration::from_secs(1).min(ttl / 12),
+        }
+    }
+}
+
+/// Where keep-alive streams are opened.
+///
+/// etcd-client balances every request of a client over its endpoints at
+/// random, so a stream reopened through the shared client may land on the
+/// same hung member again. A client made by [`crate::connect()`] leaves its
+/// endpoints and options behind (see [`crate::connect`]), and then each
+/// endpoint gets a client and a stream of its own: a hung member stalls only
+/// its stream. For any other client the locker opens two streams through it
+/// and reopens one while both answer from the same member.
+#[derive(Clone)]
+enum Route {
+    Shared(Box<Client>),
+    Endpoint(Arc<EndpointRoute>),
+}
+
+struct EndpointRoute {
+    endpoint: String,
+    options: etcd_client::ConnectOptions,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+impl Route {
+    async fn client(&self) -> Result<Client, etcd_client::Error> {
+        match self {
+            Route::Shared(client) => Ok((**client).clone()),
+            Route::Endpoint(route) => route
+                .client
+                .get_or_try_init(|| Client::connect([&route.endpoint], Some(route.options.clone())))
+                .await
+                .cloned(),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Route::Shared(_))
+    }
+}
 
 /// The current lease of a locker, and how to get a fresh one.
 pub(crate) struct Leases {
     client: Client,
     ttl: Duration,
+    prefix: String,
+    /// Decided at the first grant, when the cluster id is known.
+    routes: Mutex<Option<Vec<Route>>>,
     current: Mutex<Option<Arc<Lease>>>,
     /// Held while granting, so concurrent callers wait for one grant.
     granting: tokio::sync::Mutex<()>,
-    /// Cancelled at shutdown or when the locker is dropped; stops keep-alives.
+    /// Cancelled at shutdown or when the locker is dropped; stops keep-alives
+    /// and the revokes of lost leases.
     stop: CancellationToken,
 }
 
 /// One granted lease and the locks held under it.
 pub(crate) struct Lease {
     id: i64,
+    /// The fencing token issuer: `etcd:{cluster id}{prefix}`.
+    issuer: Arc<str>,
     lost: CancellationToken,
     /// Signals of the locks held under this lease; `None` once lost, so a
     /// lock that registers late learns at once that its lease is gone.
@@ -53,10 +133,12 @@ pub(crate) struct Lease {
 }
 
 impl Leases {
-    pub(crate) fn new(client: Client, ttl: Duration) -> Leases {
+    pub(crate) fn new(client: Client, ttl: Duration, prefix: &str) -> Leases {
         Leases {
             client,
             ttl,
+            prefix: prefix.to_owned(),
+            routes: Mutex::new(None),
             current: Mutex::new(None),
             granting: tokio::sync::Mutex::new(()),
             stop: CancellationToken::new(),
@@ -76,16 +158,34 @@ impl Leases {
         if let Some(lease) = self.valid() {
             return Ok(lease);
         }
-        let (lease, granted_at) = self.grant(deadline).await?;
-        tokio::spawn(keep_alive(
-            self.client.clone(),
-            lease.clone(),
-            self.ttl,
-            granted_at,
-            self.stop.child_token(),
-        ));
+        let (lease, granted_at, cluster_id) = self.grant(deadline).await?;
+        let routes = self
+            .routes
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| self.routes_for(cluster_id))
+            .clone();
+        let keeper = KeepAlive::new(lease.clone(), Timing::for_ttl(self.ttl), routes, granted_at);
+        tokio::spawn(keeper.run(self.client.clone(), self.stop.child_token()));
         *self.current.lock().unwrap() = Some(lease.clone());
         Ok(lease)
+    }
+
+    fn routes_for(&self, cluster_id: u64) -> Vec<Route> {
+        match Endpoints::of_cluster(cluster_id) {
+            Some(endpoints) => endpoints
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    Route::Endpoint(Arc::new(EndpointRoute {
+                        endpoint: endpoint.clone(),
+                        options: endpoints.options.clone(),
+                        client: tokio::sync::OnceCell::new(),
+                    }))
+                })
+                .collect(),
+            None => vec![Route::Shared(Box::new(self.client.clone())); 2],
+        }
     }
 
     fn valid(&self) -> Option<Arc<Lease>> {
@@ -104,14 +204,25 @@ impl Leases {
         let lease = self.current.lock().unwrap().take();
         if let Some(lease) = lease {
             lease.mark_lost();
-            revoke(&self.client, lease.id, Instant::now() + 2 * GRANT_TIMEOUT).await;
+            let id = lease.id;
+            let deadline = Instant::now() + 2 * GRANT_TIMEOUT;
+            let revoked = retry(deadline, ATTEMPT_TIMEOUT, || {
+                let mut client = self.client.clone();
+                async move { revoke_once(&mut client, id).await }
+            })
+            .await;
+            if let Err(e) = revoked {
+                tracing::warn!(lease = format_args!("{id:x}"), error = ?e,
+                    "could not revoke the etcd lease at shutdown; it expires after its TTL");
+            }
         }
     }
 
     /// Grants a lease with an id chosen here, so that a grant retried after a
     /// timeout cannot create a second lease, and a grant given up on can be
-    /// revoked by id.
-    async fn grant(&self, deadline: Instant) -> Result<(Arc<Lease>, Instant), Error> {
+    /// revoked by id. Returns the lease, when the grant was sent and the id
+    /// of the cluster that granted it.
+    async fn grant(&self, deadline: Instant) -> Result<(Arc<Lease>, Instant, u64), Error> {
         let id = (rand::random::<i64>() & i64::MAX).max(1);
         let ttl = self.ttl.as_secs() as i64;
         let sent = Instant::now();
@@ -122,26 +233,44 @@ impl Leases {
                     .lease_grant(ttl, Some(LeaseGrantOptions::new().with_id(id)))
                     .await
                 {
-                    Err(e) if e.to_string().contains("lease already exists") => Ok(()),
-                    other => other.map(drop),
+                    Ok(answer) => Ok(answer.header().map(|h| h.cluster_id())),
+                    // An earlier attempt that timed out did grant it.
+                    Err(e) if classify(&e) == Failure::LeaseExists => Ok(None),
+                    Err(e) => Err(e),
                 }
             }
         })
         .await;
-        if let Err(e) = granted {
-            let client = self.client.clone();
-            let ttl = self.ttl;
-            tokio::spawn(async move { revoke(&client, id, Instant::now() + ttl).await });
-            return Err(e.into());
-        }
+        let cluster_id = match granted {
+            Ok(Some(cluster_id)) => Ok(cluster_id),
+            Ok(None) => retry(deadline, ATTEMPT_TIMEOUT, || {
+                let mut client = self.client.clone();
+                async move {
+                    let answer = client.lease_time_to_live(id, None).await?;
+                    Ok(answer.header().map_or(0, |h| h.cluster_id()))
+                }
+            })
+            .await
+            .map_err(Error::from),
+            Err(e) => Err(Error::from(e)),
+        };
+        let cluster_id = match cluster_id {
+            Ok(cluster_id) => cluster_id,
+            Err(e) => {
+                let client = self.client.clone();
+                tokio::spawn(revoke_until_confirmed(client, id, self.stop.child_token()));
+                return Err(e);
+            }
+        };
         tracing::debug!(lease = format_args!("{id:x}"), "granted etcd lease");
         let lease = Lease {
             id,
+            issuer: format!("etcd:{cluster_id:016x}{}", self.prefix).into(),
             lost: CancellationToken::new(),
             holders: Mutex::new(Some(HashMap::new())),
             next_holder: AtomicU64::new(0),
         };
-        Ok((Arc::new(lease), sent))
+        Ok((Arc::new(lease), sent, cluster_id))
     }
 }
 
@@ -157,6 +286,12 @@ impl Lease {
         self.id
     }
 
+    /// Names the counter that fencing tokens of locks under this lease come
+    /// from: one etcd cluster's revisions, for one key prefix.
+    pub(crate) fn issuer(&self) -> &Arc<str> {
+        &self.issuer
+    }
+
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.is_cancelled()
     }
@@ -164,6 +299,19 @@ impl Lease {
     /// Resolves once the lease is lost or revoked.
     pub(crate) async fn lost(&self) {
         self.lost.cancelled().await
+    }
+
+    /// Records that etcd answered a request with "lease not found": every
+    /// lock under it is lost, and the next lock gets a new lease. Nothing
+    /// needs revoking.
+    pub(crate) fn invalidate(&self) {
+        if !self.is_lost() {
+            tracing::warn!(
+                lease = format_args!("{:x}", self.id),
+                "etcd no longer knows the lease"
+            );
+        }
+        self.mark_lost();
     }
 
     /// Adds a held lock to those told on loss. Returns `None`, having marked
@@ -198,108 +346,396 @@ impl Lease {
     }
 }
 
-/// Keeps `lease` alive every TTL/3 until `stop`, reopening the keep-alive
-/// stream whenever it breaks or goes quiet (etcd-client does neither), and
-/// declares the lease lost as described in the module docs.
-async fn keep_alive(
-    client: Client,
-    lease: Arc<Lease>,
-    ttl: Duration,
-    granted_at: Instant,
-    stop: CancellationToken,
-) {
-    let window = ttl * 2 / 3;
-    let interval = ttl / 3;
-    let mut valid_until = granted_at + window;
-    let mut next_send = granted_at + interval;
-    let mut unanswered: VecDeque<Instant> = VecDeque::new();
-    let mut stream = None;
-    let mut backoff = Duration::from_millis(50);
-    let reason = loop {
-        let Some((keeper, responses)) = stream.as_mut() else {
-            // Opening sends one keep-alive and waits for its answer.
-            let sent = Instant::now();
-            let mut lease_client = client.lease_client();
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = lease.lost.cancelled() => return,
-                _ = sleep_until(valid_until) => break "no keep-alive answered in time",
-                opened = lease_client.keep_alive(lease.id) => match opened {
-                    Ok(pair) => {
-                        valid_until = valid_until.max(sent + window);
-                        next_send = sent + interval;
-                        unanswered.clear();
-                        backoff = Duration::from_millis(50);
-                        stream = Some(pair);
-                    }
-                    Err(e) if e.to_string().contains("lease not found") => {
-                        break "etcd no longer knows the lease";
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "lease keep-alive stream failed to open");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = sleep(backoff) => {}
-                            _ = sleep_until(valid_until) => break "no keep-alive answered in time",
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                },
-            }
-            continue;
-        };
-        let quiet_since = unanswered.front().copied();
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = lease.lost.cancelled() => return,
-            _ = sleep_until(valid_until) => break "no keep-alive answered in time",
-            _ = sleep_until(next_send) => {
-                unanswered.push_back(Instant::now());
-                next_send = Instant::now() + interval;
-                if keeper.keep_alive().await.is_err() {
-                    stream = None;
-                }
-            }
-            // A keep-alive unanswered for a whole interval: the connection may be
-            // to a member that hangs; a new stream may reach another one.
-            _ = sleep_until(quiet_since.map_or(valid_until, |sent| sent + interval)),
-                if quiet_since.is_some() => {
-                stream = None;
-            }
-            message = responses.message() => match message {
-                Ok(Some(answer)) if answer.ttl() <= 0 => break "etcd answered a keep-alive with TTL 0",
-                Ok(Some(_)) => {
-                    if let Some(sent) = unanswered.pop_front() {
-                        valid_until = valid_until.max(sent + window);
-                    }
-                }
-                _ => stream = None,
-            }
-        }
-    };
-    tracing::warn!(
-        lease = format_args!("{:x}", lease.id),
-        reason,
-        "etcd lease lost"
-    );
-    lease.mark_lost();
-    revoke(&client, lease.id, Instant::now() + ttl).await;
+/// What a stream task reports to the keep-alive task.
+struct Event {
+    route: usize,
+    generation: u64,
+    happened: Happened,
 }
 
-/// Revokes lease `id` (deleting its keys), retrying until `deadline`; by
-/// then etcd expires it anyway. Failures are only logged.
-async fn revoke(client: &Client, id: i64, deadline: Instant) {
-    let revoked = retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut client = client.clone();
-        async move {
-            match client.lease_revoke(id).await {
-                Err(e) if e.to_string().contains("lease not found") => Ok(()),
-                other => other.map(drop),
+enum Happened {
+    /// etcd answered the opening keep-alive; later ones go through the keeper.
+    Opened(LeaseKeeper),
+    /// An answer to a keep-alive sent on the stream, from member `member`.
+    Answer { ttl: i64, member: u64 },
+    /// The stream failed or ended; `Some` says how etcd refused it.
+    Closed(Option<Failure>),
+}
+
+/// One keep-alive stream, opening or open. Dropping it cancels the request.
+struct Stream {
+    task: JoinHandle<()>,
+    /// When the opening keep-alive was sent.
+    opened_at: Instant,
+    keeper: Option<LeaseKeeper>,
+    /// Send times of the keep-alives not answered yet, oldest first.
+    outstanding: VecDeque<Instant>,
+    member: Option<u64>,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Stream {
+    /// When this stream counts as dead if nothing more is answered.
+    fn dead_at(&self, timing: &Timing) -> Option<Instant> {
+        match &self.keeper {
+            None => Some(self.opened_at + timing.unanswered),
+            Some(_) => self
+                .outstanding
+                .front()
+                .map(|&sent| sent + timing.unanswered),
+        }
+    }
+
+    /// Sends a keep-alive if the stream is open; `false` when the stream's
+    /// task has ended (its report is on the way).
+    async fn send(&mut self, now: Instant) -> bool {
+        let Some(keeper) = self.keeper.as_mut() else {
+            return true;
+        };
+        let sent = keeper.keep_alive().await.is_ok();
+        if sent {
+            self.outstanding.push_back(now);
+        }
+        sent
+    }
+}
+
+struct RouteState {
+    route: Route,
+    generation: u64,
+    stream: Option<Stream>,
+    /// When to open a stream again while there is none.
+    open_at: Instant,
+    backoff: Duration,
+    /// Shared routes only: how long to wait before reopening a stream that
+    /// answered from the same member as another stream; grows while that
+    /// keeps happening (a client that reaches one member only).
+    duplicate_gap: Duration,
+}
+
+impl RouteState {
+    fn close(&mut self, reopen_at: Instant) {
+        self.stream = None;
+        self.open_at = reopen_at;
+    }
+}
+
+const FIRST_OPEN_BACKOFF: Duration = Duration::from_millis(50);
+const FIRST_DUPLICATE_GAP: Duration = Duration::from_millis(100);
+
+/// The keep-alive task of one lease.
+struct KeepAlive {
+    lease: Arc<Lease>,
+    timing: Timing,
+    valid_until: Instant,
+    next_tick: Instant,
+    routes: Vec<RouteState>,
+    events: mpsc::UnboundedSender<Event>,
+    received: mpsc::UnboundedReceiver<Event>,
+}
+
+impl KeepAlive {
+    fn new(lease: Arc<Lease>, timing: Timing, routes: Vec<Route>, granted_at: Instant) -> Self {
+        let (events, received) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        KeepAlive {
+            lease,
+            timing,
+            valid_until: granted_at + timing.window,
+            next_tick: granted_at + timing.interval,
+            routes: routes
+                .into_iter()
+                .map(|route| RouteState {
+                    route,
+                    generation: 0,
+                    stream: None,
+                    open_at: now,
+                    backoff: FIRST_OPEN_BACKOFF,
+                    duplicate_gap: Duration::ZERO,
+                })
+                .collect(),
+            events,
+            received,
+        }
+    }
+
+    /// Keeps the lease alive until `stop` or loss; after a loss, revokes it
+    /// until etcd confirms (or `stop`).
+    async fn run(mut self, client: Client, stop: CancellationToken) {
+        let lease = self.lease.clone();
+        let reason = tokio::select! {
+            _ = stop.cancelled() => return,
+            // Invalidated by a lock request that etcd told the lease is gone.
+            _ = lease.lost.cancelled() => return,
+            reason = self.keep() => reason,
+        };
+        tracing::warn!(
+            lease = format_args!("{:x}", lease.id),
+            reason,
+            "etcd lease lost"
+        );
+        lease.mark_lost();
+        // Open streams would only renew a lease we no longer trust.
+        drop(self);
+        revoke_until_confirmed(client, lease.id, stop).await;
+    }
+
+    /// Runs until the lease is lost; returns why.
+    async fn keep(&mut self) -> &'static str {
+        loop {
+            let now = Instant::now();
+            if now >= self.valid_until {
+                return "no keep-alive answered in time";
+            }
+            self.drop_dead(now);
+            if now >= self.next_tick {
+                self.next_tick = now + self.timing.interval;
+                for state in &mut self.routes {
+                    if let Some(stream) = state.stream.as_mut() {
+                        if !stream.send(now).await {
+                            state.close(now);
+                        }
+                    }
+                }
+            }
+            self.open_due(now);
+            let wake = self.next_wake();
+            let event = tokio::select! {
+                _ = sleep_until(wake) => None,
+                event = self.received.recv() => event,
+            };
+            if let Some(event) = event {
+                if let Err(reason) = self.handle(event).await {
+                    return reason;
+                }
             }
         }
-    })
-    .await;
-    if let Err(e) = revoked {
-        tracing::warn!(lease = format_args!("{id:x}"), error = ?e, "could not revoke etcd lease");
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.valid_until.min(self.next_tick);
+        for state in &self.routes {
+            let due = match &state.stream {
+                Some(stream) => stream.dead_at(&self.timing),
+                None => Some(state.open_at),
+            };
+            if let Some(due) = due {
+                wake = wake.min(due);
+            }
+        }
+        wake
+    }
+
+    /// Drops streams whose keep-alive went unanswered too long: the member
+    /// hangs, or waits for a leader that hangs. A new request may reach a
+    /// member that answers, so the route opens again at once.
+    fn drop_dead(&mut self, now: Instant) {
+        for state in &mut self.routes {
+            let dead = state.stream.as_ref().and_then(|s| s.dead_at(&self.timing));
+            if dead.is_some_and(|dead| dead <= now) {
+                tracing::debug!(
+                    lease = format_args!("{:x}", self.lease.id),
+                    "keep-alive unanswered, reopening its stream"
+                );
+                state.close(now);
+            }
+        }
+    }
+
+    fn open_due(&mut self, now: Instant) {
+        for (index, state) in self.routes.iter_mut().enumerate() {
+            if state.stream.is_some() || state.open_at > now {
+                continue;
+            }
+            state.generation += 1;
+            let task = tokio::spawn(run_stream(
+                state.route.clone(),
+                self.lease.id,
+                self.events.clone(),
+                index,
+                state.generation,
+            ));
+            state.stream = Some(Stream {
+                task,
+                opened_at: now,
+                keeper: None,
+                outstanding: VecDeque::new(),
+                member: None,
+            });
+        }
+    }
+
+    /// Applies what a stream reported; `Err` when the lease is lost.
+    async fn handle(&mut self, event: Event) -> Result<(), &'static str> {
+        let now = Instant::now();
+        let window = self.timing.window;
+        let Some(state) = self.routes.get_mut(event.route) else {
+            return Ok(());
+        };
+        if state.generation != event.generation {
+            return Ok(());
+        }
+        let shared = state.route.is_shared();
+        let Some(stream) = state.stream.as_mut() else {
+            return Ok(());
+        };
+        match event.happened {
+            Happened::Opened(keeper) => {
+                stream.keeper = Some(keeper);
+                self.valid_until = self.valid_until.max(stream.opened_at + window);
+                state.backoff = FIRST_OPEN_BACKOFF;
+                // On a shared route, learn the member at once, to spread
+                // the streams over members.
+                if shared && !stream.send(now).await {
+                    state.close(now);
+                }
+            }
+            Happened::Answer { ttl, .. } if ttl <= 0 => {
+                return Err("etcd answered a keep-alive with TTL 0");
+            }
+            Happened::Answer { member, .. } => {
+                if let Some(sent) = stream.outstanding.pop_front() {
+                    self.valid_until = self.valid_until.max(sent + window);
+                }
+                stream.member = Some(member);
+                if shared {
+                    self.spread(event.route, member, now);
+                }
+            }
+            Happened::Closed(Some(Failure::LeaseNotFound)) => {
+                return Err("etcd no longer knows the lease");
+            }
+            Happened::Closed(failure) => {
+                if let Some(failure) = failure {
+                    tracing::debug!(?failure, "keep-alive stream refused");
+                }
+                let reopen_at = now + state.backoff;
+                state.close(reopen_at);
+                state.backoff = (state.backoff * 2).min(self.timing.unanswered);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reopens the shared stream of `route` when another stream answers
+    /// from the same `member`, so that one hung member does not stall both.
+    fn spread(&mut self, route: usize, member: u64, now: Instant) {
+        let duplicate = self.routes.iter().enumerate().any(|(other, state)| {
+            other != route
+                && state
+                    .stream
+                    .as_ref()
+                    .is_some_and(|s| s.member == Some(member))
+        });
+        let max_gap = self.timing.window;
+        let state = &mut self.routes[route];
+        if !duplicate {
+            state.duplicate_gap = Duration::ZERO;
+            return;
+        }
+        state.close(now + state.duplicate_gap);
+        state.duplicate_gap = (state.duplicate_gap * 2)
+            .max(FIRST_DUPLICATE_GAP)
+            .min(max_gap);
+    }
+}
+
+/// Opens one keep-alive stream on `route` and reports what happens on it.
+async fn run_stream(
+    route: Route,
+    id: i64,
+    events: mpsc::UnboundedSender<Event>,
+    index: usize,
+    generation: u64,
+) {
+    let report = |happened| {
+        let _ = events.send(Event {
+            route: index,
+            generation,
+            happened,
+        });
+    };
+    let client = match route.client().await {
+        Ok(client) => client,
+        Err(e) => return report(Happened::Closed(Some(classify(&e)))),
+    };
+    let (keeper, mut answers) = match client.lease_client().keep_alive(id).await {
+        Ok(opened) => opened,
+        Err(e) => return report(Happened::Closed(Some(classify(&e)))),
+    };
+    report(Happened::Opened(keeper));
+    loop {
+        match answers.message().await {
+            Ok(Some(answer)) => report(Happened::Answer {
+                ttl: answer.ttl(),
+                member: answer.header().map_or(0, |h| h.member_id()),
+            }),
+            Ok(None) => return report(Happened::Closed(None)),
+            Err(e) => return report(Happened::Closed(Some(classify(&e)))),
+        }
+    }
+}
+
+/// One revoke of lease `id`; etcd not knowing the lease counts as done.
+async fn revoke_once(client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
+    match client.lease_revoke(id).await {
+        Err(e) if classify(&e) == Failure::LeaseNotFound => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Revokes lease `id` (deleting its keys), retrying with backoff until etcd
+/// confirms that the lease is gone, or `stop`. No time limit: after an
+/// outage etcd restores a lease with a fresh TTL, so giving up would leave
+/// its keys in the way for a whole TTL after etcd is back.
+async fn revoke_until_confirmed(mut client: Client, id: i64, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, revoke_once(&mut client, id));
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            outcome = attempt => outcome,
+        };
+        match outcome {
+            Ok(Ok(())) => {
+                tracing::info!(lease = format_args!("{id:x}"), "lost etcd lease revoked");
+                return;
+            }
+            Ok(Err(e)) if classify(&e) != Failure::Unavailable && !warned => {
+                warned = true;
+                tracing::warn!(lease = format_args!("{id:x}"), error = %e,
+                    "etcd refuses to revoke a lost lease; still trying");
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "revoking a lost lease failed"),
+            Err(_) => tracing::debug!("revoking a lost lease: no answer"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_leaves_half_the_ttl_after_the_last_unanswered_interval() {
+        let timing = Timing::for_ttl(Duration::from_secs(6));
+        assert_eq!(timing.interval, Duration::from_secs(1));
+        assert_eq!(timing.window, Duration::from_secs(4));
+        assert_eq!(timing.unanswered, Duration::from_millis(500));
+        assert_eq!(timing.window - timing.interval, Duration::from_secs(3));
+        let long = Timing::for_ttl(Duration::from_secs(60));
+        assert_eq!(long.unanswered, Duration::from_secs(1));
+        assert_eq!(long.interval, Duration::from_secs(10));
     }
 }

@@ -16,6 +16,15 @@
 //!
 //! Unlock deletes the key (one raft write). The create revision of the key
 //! is the fencing token: a later holder's key was necessarily created later.
+//!
+//! Every delete of a lock key is a Txn conditional on the key's create
+//! revision: `if create_revision(key) == token then delete(key)`, still one
+//! raft write. A process names its key of an upload the same way every
+//! time (`{prefix}{id}/{lease hex}`), so a plain delete that a hung member
+//! keeps queued (the client gave up on it and retried elsewhere) would,
+//! once the member resumes, delete the process's *next* key of that upload
+//! while another holder is told it may take the lock. A delete tied to the
+//! revision can only ever remove the key it was meant for.
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
@@ -42,7 +51,8 @@ const CLEAN_UP_WINDOW: Duration = Duration::from_secs(10);
 pub(crate) enum AcquireError {
     /// Earlier keys were still there at the deadline.
     StillHeld,
-    /// The lease was lost while waiting; a new lease may succeed.
+    /// The lease was lost, or the own key vanished, while trying; a new
+    /// attempt (on a new lease if this one is lost) may succeed.
     LeaseLost,
     /// etcd failed or did not answer.
     Failed(Error),
@@ -60,34 +70,55 @@ pub(crate) fn own_key(name: &str, lease: &Lease) -> String {
 }
 
 /// Makes sure `key` is gone after a lock attempt or an unlock failed
-/// midway. etcd may apply a request that timed out after a delete sent
-/// later (it serves the two concurrently), so one delete is not enough: it
-/// deletes, gives etcd [`SETTLE`] to apply anything still in flight, and
-/// looks again, until the key stays absent.
+/// midway.
+///
+/// With `revision` known (an unlock), one answered conditional delete is
+/// enough: a key with that revision cannot come back. Otherwise (a lock
+/// attempt) the key is looked up first and deleted by the revision found;
+/// etcd may apply a Txn that timed out after a request sent later (it
+/// serves them concurrently), so this gives etcd [`SETTLE`] to apply
+/// anything still in flight and looks again, until the key stays absent.
 ///
 /// `turn` is the caller's local turn on the id, held until this is done:
-/// the next local caller would write the same key (same lease), and a late
-/// delete must never remove a key that a later holder relies on.
-pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, turn: T) {
+/// the next local caller would write the same key (same lease), and must
+/// not find a leftover of this attempt appearing under it.
+pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, revision: Option<i64>, turn: T) {
     let give_up = Instant::now() + CLEAN_UP_WINDOW;
+    let mut known = revision;
+    let mut absent_once = false;
     while Instant::now() < give_up {
-        if delete(&kv, &key, Instant::now() + 2 * ATTEMPT_TIMEOUT)
+        let target = match known {
+            Some(revision) => revision,
+            None => match look(&kv, &key, Instant::now() + ATTEMPT_TIMEOUT).await {
+                Err(_) => continue,
+                Ok(Some(found)) => {
+                    absent_once = false;
+                    found
+                }
+                Ok(None) if absent_once => {
+                    drop(turn);
+                    return;
+                }
+                Ok(None) => {
+                    absent_once = true;
+                    tokio::time::sleep(SETTLE).await;
+                    continue;
+                }
+            },
+        };
+        let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
+        if delete_if_created(&kv, &key, target, deadline)
             .await
             .is_err()
         {
             continue;
         }
-        tokio::time::sleep(SETTLE).await;
-        let looked = retry(Instant::now() + ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT, || {
-            let mut kv = kv.clone();
-            let key = key.clone();
-            async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
-        })
-        .await;
-        if looked.is_ok_and(|answer| answer.count() == 0) {
+        if revision.is_some() {
             drop(turn);
             return;
         }
+        known = None;
+        tokio::time::sleep(SETTLE).await;
     }
     tracing::warn!(
         key,
@@ -95,15 +126,26 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, turn: T) {
     );
 }
 
-/// Gives the lock back by deleting `key`; idempotent.
-pub(crate) async fn release(kv: &KvClient, key: &str, deadline: Instant) -> Result<(), Error> {
-    Ok(delete(kv, key, deadline).await?)
+/// Gives the lock back by deleting `key` if it is still the one created at
+/// `revision`. `Ok(false)` when it was already gone before this call (the
+/// lease expired or someone deleted it): the lock was not held any more.
+pub(crate) async fn release(
+    kv: &KvClient,
+    key: &str,
+    revision: i64,
+    deadline: Instant,
+) -> Result<bool, Error> {
+    let (deleted, attempts) = delete_if_created(kv, key, revision, deadline).await?;
+    // After a retry, "not there" may mean that an earlier attempt deleted it.
+    Ok(deleted || attempts > 1)
 }
 
 /// Takes the lock `name` (ending in `/`) with `key` (its [`own_key`] on
 /// `lease`), waiting until `deadline`. Returns the key's create revision,
 /// the fencing token. On failure the key may exist, or appear later (a Txn
 /// that timed out may still commit): the caller must run [`clean_up`].
+/// When etcd says the lease is gone, the lease is marked lost before
+/// [`AcquireError::LeaseLost`] is returned, so the next attempt gets a new one.
 pub(crate) async fn acquire(
     client: &Client,
     name: &str,
@@ -120,12 +162,21 @@ pub(crate) async fn acquire(
     let free = Txn::new()
         .when([Compare::create_revision(name, CompareOp::Equal, 0).with_prefix()])
         .and_then([put.clone()]);
+    let lease_gone = |error: CallError| {
+        if error.is_lease_not_found() {
+            lease.invalidate();
+            AcquireError::LeaseLost
+        } else {
+            AcquireError::from(error)
+        }
+    };
     let fast = retry(deadline, ATTEMPT_TIMEOUT, || {
         let mut kv = client.kv_client();
         let free = free.clone();
         async move { kv.txn(free).await }
     })
-    .await?;
+    .await
+    .map_err(lease_gone)?;
     if fast.succeeded() {
         return Ok(fast.header().map_or(0, |h| h.revision()));
     }
@@ -148,23 +199,24 @@ pub(crate) async fn acquire(
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })
-        .await?;
+        .await
+        .map_err(lease_gone)?;
         let txn_revision = response.header().map_or(0, |h| h.revision());
         if response.succeeded() {
             break (response, txn_revision, txn_revision);
         }
         // The key exists. After a retried Txn it is our own first attempt's,
         // which committed: we may use it. On a first attempt it was left by an
-        // earlier holding of ours whose delete failed: remove it, so the
-        // fencing token still grows.
-        if attempts == 1 && !stale_key_removed {
-            delete(&client.kv_client(), key, deadline).await?;
-            stale_key_removed = true;
-            continue;
-        }
+        // earlier holding of ours whose delete failed: remove it (that key
+        // and no later one), so the fencing token still grows.
         let revision = range(&response, 0)
             .and_then(|own| own.kvs().first().map(|kv| kv.create_revision()))
             .unwrap_or(0);
+        if attempts == 1 && !stale_key_removed {
+            delete_if_created(&client.kv_client(), key, revision, deadline).await?;
+            stale_key_removed = true;
+            continue;
+        }
         break (response, revision, txn_revision);
     };
     let Some((owner_key, owner_revision, contenders)) = first_in_line(&response) else {
@@ -242,11 +294,35 @@ fn first_in_line(response: &TxnResponse) -> Option<(Vec<u8>, i64, i64)> {
     Some((kv.key().to_vec(), kv.create_revision(), owners.count()))
 }
 
-async fn delete(kv: &KvClient, key: &str, deadline: Instant) -> Result<(), CallError> {
-    retry(deadline, ATTEMPT_TIMEOUT, || {
+/// Deletes `key` if it is the one created at `revision`: one Txn, one raft
+/// write like a plain delete, retried until `deadline`. Returns whether the
+/// last attempt deleted it, and how many attempts were sent.
+async fn delete_if_created(
+    kv: &KvClient,
+    key: &str,
+    revision: i64,
+    deadline: Instant,
+) -> Result<(bool, u32), CallError> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, revision)])
+        .and_then([TxnOp::delete(key, None)]);
+    let mut attempts = 0;
+    let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
+        attempts += 1;
         let mut kv = kv.clone();
-        async move { kv.delete(key, None).await }
+        let txn = txn.clone();
+        async move { kv.txn(txn).await }
     })
-    .await
-    .map(drop)
+    .await?;
+    Ok((answer.succeeded(), attempts))
+}
+
+/// The create revision of `key`, or `None` when it does not exist.
+async fn look(kv: &KvClient, key: &str, deadline: Instant) -> Result<Option<i64>, CallError> {
+    let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
+        let mut kv = kv.clone();
+        async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
+    })
+    .await?;
+    Ok(answer.kvs().first().map(|kv| kv.create_revision()))
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::Client;
 use tokio::time::Instant;
-use tusd_handler::{Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId};
+use tusd_handler::{
+    FencingToken, Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId,
+};
 
 use crate::call::ATTEMPT_TIMEOUT;
 use crate::lease::{Lease, Leases};
@@ -59,7 +61,7 @@ impl Etcd3Locker {
     pub fn with_options(client: Client, options: LockerOptions) -> Etcd3Locker {
         Etcd3Locker {
             inner: Arc::new(Inner {
-                leases: Leases::new(client.clone(), options.ttl_duration()),
+                leases: Leases::new(client.clone(), options.ttl_duration(), options.prefix()),
                 release_watches: ReleaseWatches::new(client.clone()),
                 client,
                 options,
@@ -142,11 +144,14 @@ impl Etcd3Locker {
                     let kv = inner.client.kv_client();
                     if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
                         // A new lease writes a new key name, so the old key
-                        // can be cleaned up while this caller goes on.
-                        tokio::spawn(clean_up(kv, key, ()));
+                        // can be cleaned up while this caller goes on. On
+                        // the same lease the key was seen gone already.
+                        if lease.is_lost() {
+                            tokio::spawn(clean_up(kv, key, None, ()));
+                        }
                         continue;
                     }
-                    tokio::spawn(clean_up(kv, key, turn));
+                    tokio::spawn(clean_up(kv, key, None, turn));
                     return Err(match failure {
                         AcquireError::StillHeld => Error::FileLocked,
                         AcquireError::LeaseLost => Error::LockLost,
@@ -163,9 +168,11 @@ impl Etcd3Locker {
                 inner
                     .release_watches
                     .register(name, key.clone(), revision, signals.clone());
+            let token = FencingToken::new(lease.issuer().clone(), revision);
             let held = HeldLock {
                 kv: inner.client.kv_client(),
                 key,
+                revision,
                 lease,
                 registration,
                 signals: signals.clone(),
@@ -173,7 +180,7 @@ impl Etcd3Locker {
                 ticket,
                 _turn: turn,
             };
-            return Ok(Lock::new(signals, Some(revision), Box::new(held)));
+            return Ok(Lock::new(signals, Some(token), Box::new(held)));
         }
     }
 }
@@ -196,6 +203,9 @@ struct HeldLock {
     // (`lock_upload`) must not keep the locker alive.
     kv: etcd_client::KvClient,
     key: String,
+    /// The key's create revision: the fencing token, and the condition of
+    /// every delete of the key.
+    revision: i64,
     lease: Arc<Lease>,
     registration: u64,
     signals: LockSignals,
@@ -214,13 +224,22 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        let released = release(&self.kv, &self.key, deadline).await;
-        if released.is_err() {
-            // The delete may still land late; until the key is surely gone,
-            // the next local caller (same key name) must wait.
-            let HeldLock { kv, key, _turn, .. } = *self;
-            tokio::spawn(clean_up(kv, key, _turn));
+        match release(&self.kv, &self.key, self.revision, deadline).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LockError::Lost),
+            Err(e) => {
+                // Until the key is surely gone, the next local caller (same
+                // key name) waits.
+                let HeldLock {
+                    kv,
+                    key,
+                    revision,
+                    _turn,
+                    ..
+                } = *self;
+                tokio::spawn(clean_up(kv, key, Some(revision), _turn));
+                Err(LockError::from(e))
+            }
         }
-        released.map_err(LockError::from)
     }
 }

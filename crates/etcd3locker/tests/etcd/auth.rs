@@ -32,7 +32,7 @@ async fn locks_with_user_and_password() {
     options.password = Some("s3cret".into());
     let locker = Etcd3Locker::new(connect(&options).await.expect("connect with credentials"));
     let lock = locker.lock(&id("secured"), in_secs(10)).await.unwrap();
-    assert!(lock.fencing_token().unwrap() > 0);
+    assert!(crate::token(&lock) > 0);
     lock.unlock().await.unwrap();
     locker.shutdown().await;
 

@@ -27,14 +27,28 @@ async fn release_request_between_two_lockers() {
     )
     .await;
     assert!(!held.signals().is_lost());
-    let first_token = held.fencing_token().unwrap();
+    let first_token = crate::token(&held);
+    // Tokens of one cluster and prefix are comparable, whichever locker
+    // issued them; the issuer says which.
+    let cluster_id = server
+        .client()
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .cluster_id();
+    let issuer = held.fencing_token().unwrap().issuer().to_owned();
+    assert_eq!(issuer, format!("etcd:{cluster_id:016x}/tusd"));
     held.unlock().await.unwrap();
 
     let next = must("waiter gets the lock", 10, waiter)
         .await
         .unwrap()
         .unwrap();
-    assert!(next.fencing_token().unwrap() > first_token);
+    assert!(crate::token(&next) > first_token);
+    assert_eq!(next.fencing_token().unwrap().issuer(), issuer);
     next.unlock().await.unwrap();
 }
 
@@ -61,13 +75,13 @@ async fn local_callers_queue_and_ask_the_holder() {
         "one key per process and id"
     );
 
-    let token = first.fencing_token().unwrap();
+    let token = crate::token(&first);
     first.unlock().await.unwrap();
     let second = must("second local caller gets the lock", 10, second)
         .await
         .unwrap()
         .unwrap();
-    assert!(second.fencing_token().unwrap() > token);
+    assert!(crate::token(&second) > token);
     second.unlock().await.unwrap();
     assert!(keys(&client, "/tusd").await.is_empty());
 }
@@ -181,10 +195,10 @@ async fn waiters_take_turns_and_survive_a_waiter_giving_up() {
         must("b gives up", 10, quitter).await.unwrap().unwrap_err(),
         LockError::Timeout
     );
-    let token = held.fencing_token().unwrap();
+    let token = crate::token(&held);
     held.unlock().await.unwrap();
     let next = must("c gets the lock", 10, last).await.unwrap().unwrap();
-    assert!(next.fencing_token().unwrap() > token);
+    assert!(crate::token(&next) > token);
     next.unlock().await.unwrap();
     eventually("no key left", || async {
         keys(&client, "/tusd").await.is_empty()

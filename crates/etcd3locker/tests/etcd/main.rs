@@ -15,10 +15,17 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use tokio::time::Instant;
-use tusd_handler::UploadId;
+use tusd_handler::{Lock, UploadId};
 
 pub fn id(raw: &str) -> UploadId {
     UploadId::parse(raw).unwrap()
+}
+
+/// The fencing token's value: the create revision of the lock's key.
+pub fn token(lock: &Lock) -> i64 {
+    lock.fencing_token()
+        .expect("etcd locks carry a token")
+        .value()
 }
 
 pub fn in_secs(secs: u64) -> Instant {
