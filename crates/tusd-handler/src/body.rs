@@ -34,6 +34,10 @@ pub enum BodyEnd {
     TooLong,
     /// The client went away or sent nothing for the network timeout.
     Broken,
+    /// The store stopped reading before the body ended: it failed (or
+    /// refused a stale lock holder), which is the store's error, not the
+    /// client's.
+    Abandoned,
 }
 
 /// What the handler learns once the store is done with the stream.
@@ -58,7 +62,7 @@ impl BodyReport {
         let mut shared = self.0.lock().unwrap();
         BodyOutcome {
             received: shared.received,
-            end: shared.end.unwrap_or(BodyEnd::Broken),
+            end: shared.end.unwrap_or(BodyEnd::Abandoned),
             digest: shared.hasher.take().map(Hasher::finish),
         }
     }
