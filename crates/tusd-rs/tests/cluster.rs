@@ -226,6 +226,46 @@ async fn paused_past_ttl_then_woken(a_args: &[&str]) -> (reqwest::Response, TusS
     (zombie, a)
 }
 
+/// Fencing tokens of different lockers are not comparable, so the fence
+/// record names its issuer. A restarted node (a fresh memory locker, counting
+/// from 1 again) and a switch to the etcd locker each take the upload over
+/// instead of being refused as stale, and each retires the issuer before it.
+#[tokio::test]
+async fn a_restart_or_a_switch_of_locker_never_locks_an_upload_out() {
+    let etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let fence = |url: &str| -> serde_json::Value {
+        let path = dir.path().join(format!("{}.fence", id_of(url)));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+
+    let mut first = TusServer::start_in(BIN, dir.path(), &[]);
+    let url = create(&first, 9).await;
+    assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
+    let before = fence(&url);
+    assert!(before["Issuer"].as_str().unwrap().starts_with("memory:"));
+    first.terminate();
+
+    let mut restarted = TusServer::start_in(BIN, dir.path(), &[]);
+    let url = on(&restarted, &url);
+    assert_eq!(patch(&url, 3, &b"def"[..]).await.status(), 204);
+    let after = fence(&url);
+    assert_ne!(after["Issuer"], before["Issuer"]);
+    assert_eq!(after["Retired"], serde_json::json!([before["Issuer"]]));
+    restarted.terminate();
+
+    let clustered = node(dir.path(), &etcd, &[]);
+    let url = on(&clustered, &url);
+    assert_eq!(patch(&url, 6, &b"ghi"[..]).await.status(), 204);
+    let switched = fence(&url);
+    assert!(switched["Issuer"].as_str().unwrap().starts_with("etcd:"));
+    assert_eq!(
+        switched["Retired"],
+        serde_json::json!([before["Issuer"], after["Issuer"]])
+    );
+    assert_eq!(get_bytes(&url).await, (200, b"abcdefghi".to_vec()));
+}
+
 /// Real etcd fencing tokens handed straight to the file store: a holder
 /// whose lease went (revoked here, as expiry would) is refused by the store
 /// after its successor wrote, whether or not it has heard of the loss.
