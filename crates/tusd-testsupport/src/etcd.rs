@@ -123,6 +123,7 @@ impl EtcdCluster {
                 let mut member = EtcdMember {
                     name: format!("m{i}"),
                     client_port,
+                    peer_port,
                     data_dir: dir.path().join(format!("m{i}.etcd")),
                     log_path: dir.path().join(format!("m{i}.log")),
                     args: member_args(i, client_port, peer_port, &initial_cluster, &token),
@@ -156,6 +157,31 @@ impl EtcdCluster {
     /// Always false: a cluster has at least one member.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// The index of the member that reports itself leader
+    /// (`etcd_server_is_leader 1` in its `/metrics`), asking only running,
+    /// unpaused members; `None` while there is none (an election).
+    pub fn leader(&self) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.is_running() && !m.paused && m.is_leader())
+    }
+
+    /// Waits until a member reports itself leader and returns its index;
+    /// panics after [`START_TIMEOUT`].
+    pub async fn wait_leader(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(index) = self.leader() {
+                return index;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no etcd member became leader within {START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A client connected to every member; panics when it cannot connect.
@@ -201,6 +227,7 @@ impl EtcdCluster {
 pub struct EtcdMember {
     name: String,
     client_port: u16,
+    peer_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
     args: Vec<String>,
@@ -227,6 +254,32 @@ impl EtcdMember {
     /// Whether the process was started and not stopped.
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The member's client and peer ports, e.g. to keep them from other
+    /// processes while the member is stopped.
+    pub fn ports(&self) -> [u16; 2] {
+        [self.client_port, self.peer_port]
+    }
+
+    /// Whether the member is frozen by [`EtcdMember::pause`].
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Whether the member says it leads the cluster (`etcd_server_is_leader`
+    /// in `/metrics`); false when it does not answer. Blocks for up to a
+    /// second: ask only a running, unpaused member.
+    pub fn is_leader(&self) -> bool {
+        http_get_within(self.client_port, "/metrics", Duration::from_secs(1))
+            .map(|text| {
+                text.lines().any(|line| {
+                    line.strip_prefix("etcd_server_is_leader ")
+                        .and_then(|value| value.trim().parse::<f64>().ok())
+                        == Some(1.0)
+                })
+            })
+            .unwrap_or(false)
     }
 
     /// Where the member's output goes; worth reading when a test fails.
@@ -449,9 +502,15 @@ fn unsupported_arch() -> Option<&'static str> {
 /// A minimal HTTP/1.0 GET on loopback: enough for `/metrics` and `/health`,
 /// without pulling an HTTP client into every test.
 fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    http_get_within(port, path, Duration::from_secs(10))
+}
+
+/// [`http_get`] with its own connect and read timeout.
+fn http_get_within(port: u16, path: &str, timeout: Duration) -> std::io::Result<String> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
