@@ -5,9 +5,11 @@
 
 mod auth;
 mod cluster;
+mod faults;
 mod interop;
 mod locking;
 mod loss;
+mod proxy;
 mod seed;
 mod tls;
 
