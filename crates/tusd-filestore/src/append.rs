@@ -20,7 +20,7 @@
 //!   [`crate::fence`]), which re-checks the caller's fencing token and the
 //!   data file's length just before the write.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +30,8 @@ use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 use tusd_handler::{ChunkStream, FencingToken, StoreError};
 
-use crate::blocking::{self, join_error, upload_io};
+use crate::blocking::{self, join_error};
+use crate::data_file::{self, Access};
 use crate::fence::Fence;
 use crate::paths::UploadPaths;
 
@@ -95,11 +96,8 @@ async fn append_owned(
 /// Opens the data file for appending after checking that it holds exactly
 /// `offset` bytes, so a request that cannot be written fails before its
 /// body is read. The check that counts is repeated for every batch.
-fn open_at(path: &PathBuf, offset: u64) -> Result<Arc<File>, StoreError> {
-    let file = OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(upload_io)?;
+fn open_at(path: &std::path::Path, offset: u64) -> Result<Arc<File>, StoreError> {
+    let file = data_file::open(path, Access::Append)?;
     let len = file.metadata()?.len();
     if len != offset {
         return Err(StoreError::OffsetMoved {

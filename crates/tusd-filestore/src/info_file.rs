@@ -7,9 +7,17 @@
 //! - It is replaced, never edited: the new JSON goes to a hidden temporary
 //!   file in the same directory, is synced, and is renamed over the old one.
 //!   Another process reading concurrently sees the old state or the new one.
+//!
+//! The directory is shared storage: other writers, bugs and half-finished
+//! restores happen. So reading trusts nothing the files say about
+//! themselves: the id is the one the request named, the `.info` must be a
+//! regular file (opened without following a symlink or blocking on a FIFO)
+//! of bounded size, the data file must be a regular file, and a state that
+//! contradicts itself is `Corrupt`, reported without the server's paths.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use tusd_handler::{StoreError, UploadInfo};
@@ -17,17 +25,66 @@ use tusd_handler::{StoreError, UploadInfo};
 use crate::blocking::upload_io;
 use crate::paths::UploadPaths;
 
+/// The largest `.info` read. tusd's JSON for an upload with generous
+/// metadata is a few KiB; anything this big is not one of ours.
+pub(crate) const MAX_INFO_BYTES: u64 = 1 << 20;
+
 /// Reads an upload's state with `offset` and `modified` taken from its data
-/// file. `NotFound` if either file is missing, `Corrupt` if the JSON does not
-/// parse.
+/// file. `NotFound` if either file is missing, `Corrupt` if either is not a
+/// regular file, the JSON does not parse or is too large, or the data file
+/// holds more bytes than the upload's length.
 pub(crate) fn load(paths: &UploadPaths) -> Result<UploadInfo, StoreError> {
-    let json = fs::read(&paths.info).map_err(upload_io)?;
+    let json = read_info(paths)?;
     let mut info: UploadInfo = serde_json::from_slice(&json)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", paths.info.display())))?;
-    let data = fs::metadata(&paths.data).map_err(upload_io)?;
+        .map_err(|e| StoreError::Corrupt(format!("the .info file is not valid JSON ({e})")))?;
+    if info.id != paths.id.as_str() {
+        tracing::warn!(id = %paths.id, recorded = %info.id, "an .info file names another upload; the URL's id is used");
+        info.id = paths.id.to_string();
+    }
+    let data = fs::symlink_metadata(&paths.data).map_err(upload_io)?;
+    if !data.is_file() {
+        return Err(StoreError::Corrupt(
+            "the upload's data file is not a regular file".into(),
+        ));
+    }
     info.offset = data.len();
     info.modified = data.modified().ok();
+    if !info.size_is_deferred && info.offset > info.size {
+        return Err(StoreError::Corrupt(format!(
+            "the data file holds {} bytes, more than the upload's length {}",
+            info.offset, info.size
+        )));
+    }
     Ok(info)
+}
+
+/// The `.info`'s bytes, refusing anything but a regular file of bounded
+/// size: `O_NOFOLLOW` so a symlink is not followed, `O_NONBLOCK` so a FIFO
+/// does not hang the reader (it is then refused as not a regular file).
+fn read_info(paths: &UploadPaths) -> Result<Vec<u8>, StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&paths.info)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => StoreError::Corrupt("the .info file is a symlink".into()),
+            _ => upload_io(e),
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(StoreError::Corrupt(
+            "the .info file is not a regular file".into(),
+        ));
+    }
+    if metadata.len() > MAX_INFO_BYTES {
+        return Err(StoreError::Corrupt(format!(
+            "the .info file is {} bytes, over the {MAX_INFO_BYTES}-byte limit",
+            metadata.len()
+        )));
+    }
+    let mut json = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_INFO_BYTES + 1).read_to_end(&mut json)?;
+    Ok(json)
 }
 
 /// Replaces the `.info` with `info`, atomically (see the module docs).
@@ -120,5 +177,73 @@ mod tests {
         store(&paths, &UploadInfo::default()).unwrap();
         fs::remove_file(&paths.data).unwrap();
         assert!(matches!(load(&paths), Err(StoreError::NotFound)));
+    }
+
+    fn corrupt(paths: &UploadPaths) -> String {
+        match load(paths) {
+            Err(StoreError::Corrupt(reason)) => {
+                assert!(!reason.contains('/'), "a path in {reason:?}");
+                reason
+            }
+            other => panic!("not Corrupt: {other:?}"),
+        }
+    }
+
+    fn sized(size: u64) -> UploadInfo {
+        UploadInfo {
+            id: "abc".into(),
+            size,
+            ..UploadInfo::default()
+        }
+    }
+
+    #[test]
+    fn an_info_that_is_no_regular_file_is_corrupt_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = upload_in(dir.path());
+        let elsewhere = dir.path().join("elsewhere.json");
+        fs::write(&elsewhere, serde_json::to_vec(&sized(10)).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &paths.info).unwrap();
+        assert!(corrupt(&paths).contains("symlink"));
+        fs::remove_file(&paths.info).unwrap();
+        let fifo = std::ffi::CString::new(paths.info.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        assert!(corrupt(&paths).contains("not a regular file"));
+        fs::remove_file(&paths.info).unwrap();
+        fs::create_dir(&paths.info).unwrap();
+        corrupt(&paths);
+    }
+
+    #[test]
+    fn an_oversized_info_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = upload_in(dir.path());
+        let file = File::create(&paths.info).unwrap();
+        file.set_len(MAX_INFO_BYTES + 1).unwrap();
+        assert!(corrupt(&paths).contains("limit"));
+    }
+
+    #[test]
+    fn a_data_file_that_is_no_regular_file_or_too_long_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = upload_in(dir.path());
+        store(&paths, &sized(3)).unwrap();
+        assert!(corrupt(&paths).contains("more than the upload's length"));
+        fs::remove_file(&paths.data).unwrap();
+        fs::create_dir(&paths.data).unwrap();
+        assert!(corrupt(&paths).contains("not a regular file"));
+        fs::remove_dir(&paths.data).unwrap();
+        std::os::unix::fs::symlink(dir.path(), &paths.data).unwrap();
+        assert!(corrupt(&paths).contains("not a regular file"));
+    }
+
+    #[test]
+    fn the_id_is_the_requested_one_whatever_the_info_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = upload_in(dir.path());
+        let mut other = sized(10);
+        other.id = "someone-else".into();
+        store(&paths, &other).unwrap();
+        assert_eq!(load(&paths).unwrap().id, "abc");
     }
 }

@@ -28,7 +28,8 @@
 //!   method per operation.
 //! - `paths`: the two paths of an upload; the only place that turns an id
 //!   into a path.
-//! - `info_file`: reading the `.info` and replacing it atomically.
+//! - `info_file`: reading the `.info` (distrustfully) and replacing it atomically.
+//! - `data_file`: opening the data file, refusing symlinks and non-files.
 //! - `append`: streaming a request body onto the end of the data file.
 //! - `fence`: the critical section every change runs in, and the fencing
 //!   record `{id}.fence` that refuses a holder who lost its lock.
@@ -37,6 +38,7 @@
 
 mod append;
 mod blocking;
+mod data_file;
 mod fence;
 mod id;
 mod info_file;

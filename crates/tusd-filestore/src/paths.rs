@@ -14,9 +14,12 @@ pub(crate) const INFO_SUFFIX: &str = ".info";
 /// The suffix of the fencing record (see `crate::fence`).
 pub(crate) const FENCE_SUFFIX: &str = ".fence";
 
-/// The data file, `.info` file and fencing record of one upload.
+/// The data file, `.info` file and fencing record of one upload, and the id
+/// they were derived from (the one the request named, which is the one the
+/// store trusts over anything a file says).
 #[derive(Clone, Debug)]
 pub(crate) struct UploadPaths {
+    pub(crate) id: UploadId,
     pub(crate) data: PathBuf,
     pub(crate) info: PathBuf,
     pub(crate) fence: PathBuf,
@@ -25,6 +28,7 @@ pub(crate) struct UploadPaths {
 impl UploadPaths {
     pub(crate) fn new(dir: &Path, id: &UploadId) -> UploadPaths {
         UploadPaths {
+            id: id.clone(),
             data: dir.join(id.as_str()),
             info: dir.join(format!("{}{INFO_SUFFIX}", id.as_str())),
             fence: dir.join(format!("{}{FENCE_SUFFIX}", id.as_str())),

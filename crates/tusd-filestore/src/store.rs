@@ -1,7 +1,7 @@
 //! [`FileStore`]: the `DataStore` on a local directory.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +14,8 @@ use tusd_handler::{
 };
 
 use crate::append::append;
-use crate::blocking::{self, upload_io};
+use crate::blocking;
+use crate::data_file::{self, Access};
 use crate::fence::Fence;
 use crate::id::new_upload_id;
 use crate::info_file;
@@ -111,10 +112,7 @@ impl DataStore for FileStore {
         let paths = self.paths(id);
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&paths.data)
-                .map_err(upload_io)?;
+            let file = data_file::open(&paths.data, Access::Write)?;
             let _entered = fence.enter(&file, None)?;
             Ok(file.set_len(offset)?)
         })
@@ -130,7 +128,7 @@ impl DataStore for FileStore {
         let paths = self.paths(id);
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
-            let data = fs::File::open(&paths.data).map_err(upload_io)?;
+            let data = data_file::open(&paths.data, Access::Read)?;
             let _entered = fence.enter(&data, None)?;
             let mut info = info_file::load(&paths)?;
             info.size = size;
@@ -154,10 +152,10 @@ impl DataStore for FileStore {
         blocking::run(move || {
             // Fenced like any change; an upload whose data file is already
             // gone has nothing left to protect and is just cleared away.
-            let data = match fs::File::open(&paths.data) {
+            let data = match data_file::open(&paths.data, Access::Read) {
                 Ok(data) => Some(data),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(StoreError::Io(e)),
+                Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e),
             };
             let _entered = data.as_ref().map(|d| fence.enter(d, None)).transpose()?;
             let data = remove_if_present(&paths.data)?;
@@ -184,15 +182,12 @@ impl DataStore for FileStore {
         let partials: Vec<PathBuf> = partials.iter().map(|p| self.paths(p).data).collect();
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
-            let target = OpenOptions::new()
-                .write(true)
-                .open(&paths.data)
-                .map_err(upload_io)?;
+            let target = data_file::open(&paths.data, Access::Write)?;
             let _entered = fence.enter(&target, None)?;
             target.set_len(0)?;
             let mut total = 0;
             for partial in &partials {
-                let mut source = fs::File::open(partial).map_err(upload_io)?;
+                let mut source = data_file::open(partial, Access::Read)?;
                 total += io::copy(&mut source, &mut &target)?;
             }
             let mut info = info_file::load(&paths)?;
@@ -211,9 +206,9 @@ impl DataStore for FileStore {
         start: u64,
         len: u64,
     ) -> Result<UploadReader, StoreError> {
-        let mut file = tokio::fs::File::open(self.paths(id).data)
-            .await
-            .map_err(upload_io)?;
+        let path = self.paths(id).data;
+        let file = blocking::run(move || data_file::open(&path, Access::Read)).await?;
+        let mut file = tokio::fs::File::from_std(file);
         file.seek(SeekFrom::Start(start)).await?;
         Ok(Box::new(BufReader::with_capacity(
             READ_BUFFER,

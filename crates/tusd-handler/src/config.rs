@@ -29,6 +29,11 @@ pub struct Config {
     /// a pause before either signal reached it. What is left to stop a
     /// stale holder is the store's fence, which is what this exists to test.
     pub fault_ignore_lock_signals: bool,
+    /// The most partial uploads one final upload may name. Each is copied
+    /// into the final, so this bounds the disk work one request can cause.
+    pub max_concat_partials: usize,
+    /// Uploads one client address may create per minute; 0 means no limit.
+    pub creations_per_minute: u32,
 }
 
 impl Default for Config {
@@ -43,6 +48,8 @@ impl Default for Config {
             network_timeout: Duration::from_secs(60),
             expire_after: None,
             fault_ignore_lock_signals: false,
+            max_concat_partials: 1000,
+            creations_per_minute: 0,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum HandlerError {
     OffsetMismatch { expected: u64, got: u64 },
     #[error("upload has expired")]
     Gone,
+    /// 410 for another reason than expiry.
+    #[error("{0}")]
+    GoneFor(String),
     #[error("unsupported version: this server speaks tus 1.0.0")]
     UnsupportedVersion,
     #[error("{0}")]
@@ -35,6 +38,12 @@ pub enum HandlerError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    InsufficientStorage(String),
+    #[error("too many uploads created from this address; retry in {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -46,7 +55,7 @@ impl HandlerError {
             HandlerError::Forbidden(_) => StatusCode::FORBIDDEN,
             HandlerError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             HandlerError::OffsetMismatch { .. } => StatusCode::CONFLICT,
-            HandlerError::Gone => StatusCode::GONE,
+            HandlerError::Gone | HandlerError::GoneFor(_) => StatusCode::GONE,
             HandlerError::UnsupportedVersion => StatusCode::PRECONDITION_FAILED,
             HandlerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             HandlerError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -54,6 +63,9 @@ impl HandlerError {
             HandlerError::ChecksumMismatch => StatusCode::from_u16(460).expect("valid status"),
             HandlerError::Locked(_) => StatusCode::LOCKED,
             HandlerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HandlerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            HandlerError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            HandlerError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HandlerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +89,16 @@ impl From<StoreError> for HandlerError {
                 expected: actual,
                 got: expected,
             },
+            StoreError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                HandlerError::InsufficientStorage(format!(
+                    "the server's storage is full ({e}); the bytes before it are kept"
+                ))
+            }
             other => HandlerError::Internal(other.to_string()),
         }
     }
@@ -103,10 +125,13 @@ impl From<LockError> for HandlerError {
 impl IntoResponse for HandlerError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        }
         let mut response = (status, format!("{self}\n")).into_response();
+        if status.is_server_error() {
+            // Logged once, by the dispatcher, together with the upload id.
+            response
+                .extensions_mut()
+                .insert(crate::handler::FailureReason(self.to_string()));
+        }
         if let HandlerError::ChecksumMismatch = self {
             // 460 has no standard reason phrase; give it tusd's.
             response
@@ -117,6 +142,9 @@ impl IntoResponse for HandlerError {
         match &self {
             HandlerError::Locked(_) | HandlerError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            HandlerError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             HandlerError::UnsupportedVersion => {
                 headers.insert("tus-version", HeaderValue::from_static("1.0.0"));

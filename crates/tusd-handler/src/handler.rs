@@ -18,6 +18,7 @@ use crate::error::HandlerError;
 use crate::headers::{check_tus_resumable, TUS_VERSION};
 use crate::metrics::Metrics;
 use crate::protocol::{core, creation, download, expiration, termination};
+use crate::rate_limit::CreationLimiter;
 use crate::{DataStore, Lock, Locker, StoreComposer, UploadId};
 
 /// A tus 1.0 server over one data store and one locker. Cheap to clone.
@@ -31,6 +32,7 @@ pub(crate) struct Inner {
     pub store: Arc<dyn DataStore>,
     pub locker: Arc<dyn Locker>,
     pub metrics: Metrics,
+    pub creations: CreationLimiter,
     /// Cancelled at shutdown: in-flight bodies stop, keeping what they stored.
     pub shutdown: CancellationToken,
 }
@@ -53,6 +55,7 @@ impl TusHandler {
     pub fn new(composer: &StoreComposer, mut config: Config) -> Result<TusHandler, BuildError> {
         config.base_path = normalize_base_path(&config.base_path);
         let inner = Inner {
+            creations: CreationLimiter::new(config.creations_per_minute),
             store: composer.store().ok_or(BuildError::NoStore)?.clone(),
             locker: composer.locker().ok_or(BuildError::NoLocker)?.clone(),
             config,
@@ -116,13 +119,33 @@ impl Inner {
 }
 
 /// `X-HTTP-Method-Override` lets clients behind restrictive proxies send
-/// PATCH and DELETE as POST.
+/// PATCH and DELETE as POST. Only a POST is overridden, as in tusd: a GET
+/// that a browser or crawler can be tricked into sending must never become
+/// a DELETE.
 fn effective_method(req: &Request) -> Method {
+    if req.method() != Method::POST {
+        return req.method().clone();
+    }
     req.headers()
         .get("x-http-method-override")
         .and_then(|v| Method::from_bytes(v.as_bytes().to_ascii_uppercase().as_slice()).ok())
         .unwrap_or_else(|| req.method().clone())
 }
+
+/// A client-supplied value as it may appear in a log line: escaped, and
+/// cut to `max` characters, so no client can forge lines or fill the log.
+pub(crate) fn loggable(value: &str, max: usize) -> String {
+    let mut out: String = value.escape_debug().take(max).collect();
+    if value.escape_debug().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// The failure behind a 5xx answer, kept on the response so that the
+/// request's one log line can name it next to the upload id.
+#[derive(Clone)]
+pub(crate) struct FailureReason(pub String);
 
 async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response {
     let started = Instant::now();
@@ -149,6 +172,15 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
         Ok(result) => result.unwrap_or_else(IntoResponse::into_response),
         Err(e) => HandlerError::Internal(format!("request task failed: {e}")).into_response(),
     };
+    if let Some(FailureReason(reason)) = response.extensions_mut().remove::<FailureReason>() {
+        tracing::error!(
+            target: "tusd::request",
+            id = id.as_ref().map_or("", |i| i.as_str()),
+            status = response.status().as_u16(),
+            reason,
+            "request failed"
+        );
+    }
     response
         .headers_mut()
         .insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
@@ -161,7 +193,7 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
     inner.metrics.request(method.as_str(), status);
     tracing::info!(
         target: "tusd::request",
-        method = %method,
+        method = %loggable(method.as_str(), 16),
         id = id.as_ref().map_or("", |i| i.as_str()),
         status,
         bytes,
@@ -169,6 +201,26 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
         "request"
     );
     response
+}
+
+/// RFC 9112: a transfer coding the server does not implement is a 501. Only
+/// `chunked` is decoded here; storing another coding's bytes (say gzip) as
+/// upload data would corrupt the upload silently.
+fn check_transfer_encoding(headers: &http::HeaderMap) -> Result<(), HandlerError> {
+    for value in headers.get_all(http::header::TRANSFER_ENCODING) {
+        let codings = value.to_str().unwrap_or("?");
+        let only_chunked = codings
+            .split(',')
+            .map(str::trim)
+            .all(|c| c.eq_ignore_ascii_case("chunked"));
+        if !only_chunked {
+            return Err(HandlerError::NotImplemented(format!(
+                "transfer coding {:?} is not supported; only chunked is",
+                loggable(codings, 64)
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn route(
@@ -181,6 +233,7 @@ async fn route(
     if *method == Method::OPTIONS {
         return Ok(core::options(inner));
     }
+    check_transfer_encoding(req.headers())?;
     // Browsers download with plain GETs that carry no tus headers.
     if *method != Method::GET {
         check_tus_resumable(req.headers())?;

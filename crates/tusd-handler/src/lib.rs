@@ -15,6 +15,7 @@
 //! - `headers`: the one parser for each tus header.
 //! - `body`: the request body as a chunk stream that obeys the lock.
 //! - `location`: upload URLs, proxy headers included.
+//! - `rate_limit`: the opt-in per-client limit on upload creation.
 //! - [`error`]: every failure and its status code, in one place.
 //! - [`metrics`]: Prometheus counters.
 //! - [`config`]: the handler's settings.
@@ -32,6 +33,7 @@ mod location;
 pub mod lock;
 pub mod metrics;
 mod protocol;
+mod rate_limit;
 pub mod store;
 pub mod upload_id;
 

@@ -110,7 +110,14 @@ impl Metrics {
         );
     }
 
+    /// Counts a request under its method, or under `other` for a method
+    /// outside tus and HTTP's usual ones: method names come from clients, and
+    /// a label per name would grow without bound.
     pub(crate) fn request(&self, method: &str, status: u16) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "other",
+        };
         self.requests
             .get_or_create(&MethodLabel {
                 method: method.to_owned(),

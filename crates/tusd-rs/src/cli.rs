@@ -90,6 +90,14 @@ pub struct Cli {
     /// How often expired uploads are removed.
     #[arg(long, env = "TUSD_EXPIRE_SWEEP_INTERVAL", default_value = "60s", value_parser = duration)]
     pub expire_sweep_interval: Duration,
+    /// The most partial uploads one final upload (Upload-Concat) may name.
+    #[arg(long, env = "TUSD_MAX_CONCAT_PARTIALS", default_value_t = 1000)]
+    pub max_concat_partials: usize,
+    /// Uploads one client address may create per minute (429 past it); 0 is
+    /// no limit. With --behind-proxy the address is the proxy's last
+    /// X-Forwarded-For / Forwarded entry.
+    #[arg(long, env = "TUSD_CREATIONS_PER_MINUTE", default_value_t = 0)]
+    pub creations_per_minute: u32,
     /// Fault injection for tests, never for production (hidden from --help):
     /// request bodies ignore lock loss and release requests.
     #[arg(long, env = "TUSD_FAULT_IGNORE_LOCK_SIGNALS", hide = true)]

@@ -55,6 +55,14 @@ impl Cors {
         }
         let origin = Regex::new(&format!("^(?:{})$", cli.cors_allow_origin))
             .map_err(|e| format!("--cors-allow-origin is not a valid regular expression: {e}"))?;
+        if cli.cors_allow_credentials && origin.is_match("https://any-site.example") {
+            // Every origin's page could then upload and read uploads with the
+            // user's cookies: allowed (tusd allows it too), never silently.
+            tracing::warn!(
+                allow_origin = %cli.cors_allow_origin,
+                "--cors-allow-credentials with a --cors-allow-origin that matches any site: every web page may send credentialed requests; name your origins"
+            );
+        }
         Ok(Some(Arc::new(Cors {
             origin,
             allow_methods: joined(&cli.cors_allow_methods, "", "--cors-allow-methods")?,

@@ -50,6 +50,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         network_timeout: cli.network_timeout,
         expire_after: (!cli.expire_after.is_zero()).then_some(cli.expire_after),
         fault_ignore_lock_signals: cli.fault_ignore_lock_signals,
+        max_concat_partials: cli.max_concat_partials,
+        creations_per_minute: cli.creations_per_minute,
     };
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");

@@ -116,7 +116,7 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
         declare_length(inner, id, &lock, &mut info, length).await?;
     }
     let before = info.offset;
-    let info = receive(inner, &lock, info, &parts.headers, checksum, body).await?;
+    let info = receive(inner, id, &lock, info, &parts.headers, checksum, body).await?;
     let _ = lock.unlock().await;
 
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -180,13 +180,13 @@ pub fn check_max_size(inner: &Inner, length: u64) -> Result<(), HandlerError> {
 /// a chunk whose checksum does not match, which is cut off again.
 pub async fn receive(
     inner: &Inner,
+    id: &UploadId,
     lock: &Lock,
     mut info: UploadInfo,
     headers: &HeaderMap,
     checksum: Option<Checksum>,
     body: Body,
 ) -> Result<UploadInfo, HandlerError> {
-    let id = UploadId::parse(&info.id).ok_or(HandlerError::NotFound)?;
     let room = if info.size_is_deferred {
         match inner.config.max_size {
             0 => MAX_LENGTH,
@@ -220,7 +220,7 @@ pub async fn receive(
     );
     let written = inner
         .store
-        .write_chunk(&id, start, lock.fencing_token(), chunks)
+        .write_chunk(id, start, lock.fencing_token(), chunks)
         .await;
     let outcome = report.outcome();
     inner.metrics.bytes_received(outcome.received);
@@ -238,14 +238,14 @@ pub async fn receive(
             start + n
         }
         // A client that went away is no server error: keep what arrived.
-        Err(_) if outcome.end == BodyEnd::Broken => inner.store.get_info(&id).await?.offset,
+        Err(_) if outcome.end == BodyEnd::Broken => inner.store.get_info(id).await?.offset,
         Err(e) => return Err(e.into()),
     };
     if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
         if digest != checksum.expected {
             inner
                 .store
-                .truncate(&id, start, lock.fencing_token())
+                .truncate(id, start, lock.fencing_token())
                 .await?;
             return Err(HandlerError::ChecksumMismatch);
         }

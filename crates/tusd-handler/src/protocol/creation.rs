@@ -10,10 +10,17 @@ use crate::headers::{self, Concat};
 use crate::location::upload_url;
 use crate::protocol::core::{check_max_size, receive};
 use crate::protocol::{concatenation, expiration};
+use crate::rate_limit::client_address;
 use crate::{NewUpload, UploadId};
 
 /// POST: creates an upload, and stores the body too when it is upload bytes.
 pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError> {
+    if let Some(client) = client_address(&req, inner.config.behind_proxy) {
+        inner
+            .creations
+            .admit(client, std::time::Instant::now())
+            .map_err(|retry_after| HandlerError::TooManyRequests { retry_after })?;
+    }
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     let concat = headers::upload_concat(headers, &inner.config.base_path)?;
@@ -33,6 +40,7 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
     let mut final_ready = false;
     match concat {
         Concat::Final(partials) => {
+            concatenation::check_partials(inner, &partials)?;
             if length.is_some() || deferred {
                 return Err(HandlerError::bad_request(
                     "a final upload takes its length from its partial uploads",
@@ -105,7 +113,7 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
     if with_upload && !info.is_final {
         let lock = inner.lock(&id).await?;
         let before = info.offset;
-        let result = receive(inner, &lock, info, headers, checksum, body).await;
+        let result = receive(inner, &id, &lock, info, headers, checksum, body).await;
         let _ = lock.unlock().await;
         // The upload exists either way: a failed first chunk must still tell
         // the client where to resume.
