@@ -4,10 +4,10 @@
 //! so two requests (typically a client's retry and its own zombie request
 //! whose connection has not timed out yet) never write the same upload at
 //! once. When a request finds the lock taken, it asks the holder to release
-//! ([`tusd_handler::LockSignals::request_release`]) and waits until the lock
-//! is free or its deadline passes. The holder sees the request, stops reading
-//! its body, keeps what it stored, answers and unlocks; the waiter then takes
-//! the lock at once.
+//! ([`tusd_handler::LockSignals::request_release`]) and waits in line until
+//! the lock is handed to it or its deadline passes. The holder sees the
+//! request, stops reading its body, keeps what it stored, answers and
+//! unlocks; the lock then goes straight to the longest waiting caller.
 //!
 //! The locks live in this process only: two processes sharing an upload
 //! directory need a distributed locker such as `etcd3locker`.
@@ -18,11 +18,11 @@
 //! process counts from one again under a new issuer, which a store treats
 //! as taking over from the old one, never as a stale holder.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tusd_handler::{
     FencingToken, Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId,
@@ -31,15 +31,21 @@ use tusd_handler::{
 /// Locks held by this process, keyed by upload id.
 #[derive(Clone)]
 pub struct MemoryLocker {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     issuer: Arc<str>,
+    state: Mutex<State>,
 }
 
 impl Default for MemoryLocker {
     fn default() -> MemoryLocker {
         MemoryLocker {
-            state: Arc::default(),
-            issuer: format!("memory:{:016x}", rand::random::<u64>()).into(),
+            shared: Arc::new(Shared {
+                issuer: format!("memory:{:016x}", rand::random::<u64>()).into(),
+                state: Mutex::default(),
+            }),
         }
     }
 }
@@ -50,11 +56,15 @@ struct State {
     held: HashMap<UploadId, Holder>,
 }
 
+/// The current holder of one upload's lock and the callers queued behind it.
+///
+/// Waiters are served first come, first served: a release hands the lock
+/// straight to the longest waiting caller, so a newcomer can never take it
+/// in between, and no waiter loses every race until its deadline.
 struct Holder {
     token: i64,
     signals: LockSignals,
-    /// Woken when this holder releases, so waiters retry.
-    released: Arc<Notify>,
+    waiters: VecDeque<oneshot::Sender<Lock>>,
 }
 
 impl MemoryLocker {
@@ -69,60 +79,59 @@ impl MemoryLocker {
 
     /// How many uploads are locked right now.
     pub fn held_count(&self) -> usize {
-        self.state.lock().unwrap().held.len()
+        self.shared.state.lock().unwrap().held.len()
+    }
+}
+
+impl Shared {
+    /// Makes a new holder of `id` in `state` and returns its lock.
+    fn grant(self: &Arc<Shared>, state: &mut State, id: &UploadId) -> (Lock, Holder) {
+        state.next_token += 1;
+        let token = state.next_token;
+        let signals = LockSignals::new();
+        let release = Box::new(MemoryRelease {
+            shared: self.clone(),
+            id: id.clone(),
+            token,
+        });
+        let fencing = FencingToken::new(self.issuer.clone(), token);
+        let lock = Lock::new(signals.clone(), Some(fencing), release);
+        let holder = Holder {
+            token,
+            signals,
+            waiters: VecDeque::new(),
+        };
+        (lock, holder)
     }
 }
 
 #[async_trait]
 impl Locker for MemoryLocker {
     async fn lock(&self, id: &UploadId, deadline: Instant) -> Result<Lock, LockError> {
-        loop {
-            let released = {
-                let mut state = self.state.lock().unwrap();
-                match state.held.get(id) {
-                    Some(holder) => {
-                        holder.signals.request_release();
-                        holder.released.clone()
-                    }
-                    None => {
-                        state.next_token += 1;
-                        let token = state.next_token;
-                        let signals = LockSignals::new();
-                        state.held.insert(
-                            id.clone(),
-                            Holder {
-                                token,
-                                signals: signals.clone(),
-                                released: Arc::new(Notify::new()),
-                            },
-                        );
-                        let release = Box::new(MemoryRelease {
-                            state: self.state.clone(),
-                            id: id.clone(),
-                            token,
-                        });
-                        let fencing = FencingToken::new(self.issuer.clone(), token);
-                        return Ok(Lock::new(signals, Some(fencing), release));
-                    }
-                }
-            };
-            // Register for the wake-up first, then re-check: a release that
-            // happened after the state lock was dropped is then never missed.
-            let notified = released.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.state.lock().unwrap().held.contains_key(id) {
-                continue;
+        let granted = {
+            let mut state = self.shared.state.lock().unwrap();
+            if let Some(holder) = state.held.get_mut(id) {
+                holder.signals.request_release();
+                let (tx, rx) = oneshot::channel();
+                holder.waiters.push_back(tx);
+                rx
+            } else {
+                let (lock, holder) = self.shared.grant(&mut state, id);
+                state.held.insert(id.clone(), holder);
+                return Ok(lock);
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(LockError::Timeout),
-            }
+        };
+        // A lock handed over just as the deadline passes is dropped with
+        // the receiver, which releases it to the next waiter.
+        match tokio::time::timeout_at(deadline, granted).await {
+            Ok(Ok(lock)) => Ok(lock),
+            Ok(Err(_)) => Err(LockError::Unavailable("the locker was dropped".into())),
+            Err(_) => Err(LockError::Timeout),
         }
     }
 
     async fn shutdown(&self) {
-        let state = self.state.lock().unwrap();
+        let state = self.shared.state.lock().unwrap();
         for holder in state.held.values() {
             holder.signals.request_release();
         }
@@ -130,23 +139,40 @@ impl Locker for MemoryLocker {
 }
 
 struct MemoryRelease {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     id: UploadId,
     token: i64,
 }
 
 #[async_trait]
 impl Release for MemoryRelease {
+    /// Hands the lock to the first waiter still waiting, or frees it.
     async fn release(self: Box<Self>) -> Result<(), LockError> {
-        let mut state = self.state.lock().unwrap();
-        match state.held.get(&self.id) {
-            Some(holder) if holder.token == self.token => {
-                let holder = state.held.remove(&self.id).expect("checked above");
-                holder.released.notify_waiters();
-                Ok(())
+        let mut state = self.shared.state.lock().unwrap();
+        let mut waiters = match state.held.get_mut(&self.id) {
+            Some(holder) if holder.token == self.token => std::mem::take(&mut holder.waiters),
+            _ => return Err(LockError::NotHeld),
+        };
+        while let Some(waiter) = waiters.pop_front() {
+            if waiter.is_closed() {
+                continue;
             }
-            _ => Err(LockError::NotHeld),
+            let (lock, mut holder) = self.shared.grant(&mut state, &self.id);
+            if !waiters.is_empty() {
+                holder.signals.request_release();
+            }
+            holder.waiters = waiters;
+            state.held.insert(self.id.clone(), holder);
+            if let Err(lock) = waiter.send(lock) {
+                // It gave up between the check and the send; dropping the
+                // lock releases it again, to the next in line.
+                drop(state);
+                drop(lock);
+            }
+            return Ok(());
         }
+        state.held.remove(&self.id);
+        Ok(())
     }
 }
 
@@ -233,6 +259,60 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+        assert_eq!(locker.held_count(), 0);
+    }
+
+    fn queued(locker: &MemoryLocker, upload: &str) -> usize {
+        let state = locker.shared.state.lock().unwrap();
+        state.held.get(&id(upload)).map_or(0, |h| h.waiters.len())
+    }
+
+    #[tokio::test]
+    async fn waiters_are_served_first_come_first_served() {
+        let locker = MemoryLocker::new();
+        let first = locker.lock(&id("a"), soon(100)).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for n in 0..5 {
+            let (waiter, order) = (locker.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let lock = waiter.lock(&id("a"), soon(10_000)).await.unwrap();
+                order.lock().unwrap().push(n);
+                // Every holder but the last is asked to hand on at once.
+                tokio::task::yield_now().await;
+                lock.unlock().await.unwrap();
+            }));
+            while queued(&locker, "a") < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        first.unlock().await.unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+        assert_eq!(locker.held_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_is_skipped() {
+        let locker = MemoryLocker::new();
+        let first = locker.lock(&id("a"), soon(100)).await.unwrap();
+        assert_eq!(
+            locker.lock(&id("a"), soon(10)).await.unwrap_err(),
+            LockError::Timeout
+        );
+        let patient = {
+            let locker = locker.clone();
+            tokio::spawn(async move { locker.lock(&id("a"), soon(10_000)).await })
+        };
+        while queued(&locker, "a") < 2 {
+            tokio::task::yield_now().await;
+        }
+        first.unlock().await.unwrap();
+        let next = patient.await.unwrap().unwrap();
+        assert!(!next.signals().is_release_requested());
+        next.unlock().await.unwrap();
         assert_eq!(locker.held_count(), 0);
     }
 }
