@@ -40,7 +40,8 @@
 //!    for it, every upload finishes within 120 s after the last fault was
 //!    lifted, and the probes succeed again within 60 s after each lift;
 //! 5. recovery times are measured by the probes and printed as a table
-//!    (also written to `target/tmp/chaos-report-<etcd version>.txt`).
+//!    (also written to `target/tmp/chaos-report-<etcd version>.txt`; with
+//!    `CHAOS_KEEP_LOGS=1`, or on failure, the node and nginx logs too).
 //!
 //! Times are measured and reported, never asserted beyond those generous
 //! bounds.
@@ -1004,7 +1005,8 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
     let _ = std::fs::write(out.join(format!("chaos-report-{slug}.txt")), &report);
-    if !violations.is_empty() {
+    let keep_logs = std::env::var("CHAOS_KEEP_LOGS").is_ok_and(|v| !v.is_empty() && v != "0");
+    if keep_logs || !violations.is_empty() {
         for node in &nodes {
             let _ = std::fs::write(
                 out.join(format!("chaos-{slug}-{}.log", node.name())),
@@ -1019,6 +1021,9 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
             out.join(format!("chaos-{slug}-nginx-access.log")),
             nginx.access_log(),
         );
+        println!("node and nginx logs in {}", out.display());
+    }
+    if !violations.is_empty() {
         panic!(
             "{} violation(s); node and nginx logs in {}:\n{}",
             violations.len(),
@@ -1086,6 +1091,25 @@ fn tally<'a>(events: impl Iterator<Item = &'a Event>) -> String {
         .join(", ")
 }
 
+/// Median and maximum duration of the successful probes that started in
+/// `[from, to)`.
+fn probe_times(probes: &[ProbeResult], from: Option<Instant>, to: Instant) -> String {
+    let mut times: Vec<Duration> = probes
+        .iter()
+        .filter(|p| p.ok && from.is_none_or(|from| p.start >= from) && p.start < to)
+        .map(|p| p.end - p.start)
+        .collect();
+    if times.is_empty() {
+        return "-".to_owned();
+    }
+    times.sort();
+    format!(
+        "{:.2} / {:.2}",
+        times[times.len() / 2].as_secs_f64(),
+        times[times.len() - 1].as_secs_f64()
+    )
+}
+
 fn report(input: ReportInput<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -1115,9 +1139,23 @@ fn report(input: ReportInput<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "| # | fault | first probe OK after injection (s) | after lift (s) | longest gap between OK probes (s) | failed probes | fence refusals |"
+        "| # | fault | first probe OK after injection (s) | after lift (s) | longest gap between OK probes (s) | OK probe time median / max (s) | failed probes | fence refusals |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let first_fault = input
+        .faults
+        .first()
+        .map_or_else(Instant::now, |f| f.injected);
+    let _ = writeln!(
+        out,
+        "| 0 | none (before the first fault) | | | | {} | {} | |",
+        probe_times(input.probes, None, first_fault),
+        input
+            .probes
+            .iter()
+            .filter(|p| !p.ok && p.start < first_fault)
+            .count()
+    );
     for (i, fault) in input.faults.iter().enumerate() {
         let window_end = input
             .faults
@@ -1173,17 +1211,18 @@ fn report(input: ReportInput<'_>) -> String {
             .count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             i + 1,
             fault.label,
             first_after(fault.injected),
             first_after(fault.lifted),
             secs(gap),
+            probe_times(input.probes, Some(fault.injected), recovered),
             failed.len(),
             refusals
         );
         if !kinds.is_empty() {
-            let _ = writeln!(out, "|   |   failed probes: {kinds:?} | | | | | |");
+            let _ = writeln!(out, "|   |   failed probes: {kinds:?} | | | | | | |");
         }
     }
     let _ = writeln!(
