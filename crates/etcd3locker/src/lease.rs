@@ -20,9 +20,9 @@
 //! whole TTL after etcd is back.
 //!
 //! Keep-alives go out every sixth of the TTL on one stream per route (see
-//! [`Route`]), and a stream whose keep-alive is unanswered for
-//! [`Timing::unanswered`] is dropped and opened again at once, so a hung
-//! member costs its stream but never the lease while another member answers.
+//! [`Route`]), and while a stream's keep-alive is unanswered a fresh stream
+//! is opened next to it every [`Timing::unanswered`], so a hung member
+//! costs its stream but never the lease while another member answers.
 //! The budget behind these numbers is in `docs/cluster.md`, "Timing budget".
 
 use std::collections::{HashMap, VecDeque};
@@ -49,8 +49,8 @@ pub(crate) struct Timing {
     /// How long after a keep-alive's send time an answer keeps the lease
     /// trusted.
     pub(crate) window: Duration,
-    /// How long a keep-alive (or a stream's opening) may go unanswered
-    /// before its stream counts as dead and is opened again.
+    /// How long a keep-alive may go unanswered before a fresh stream is
+    /// opened next to its stream, and how often while that lasts.
     pub(crate) unanswered: Duration,
 }
 
@@ -59,10 +59,11 @@ impl Timing {
         Timing {
             interval: ttl / 6,
             window: ttl * 2 / 3,
-            // A healthy member answers within milliseconds; a second is
-            // patience for a busy one. Short TTLs need a tighter limit to
-            // leave room for a leader election (see the timing budget).
-            unanswered: Duration::from_secs(1).min(ttl / 12),
+            // A healthy member answers within milliseconds. A stalled stream
+            // is not dropped, only joined by a fresh one, so this can be
+            // short; short TTLs need it short to leave room for a leader
+            // election (see the timing budget).
+            unanswered: Duration::from_secs(1).min(ttl / 24),
         }
     }
 }
@@ -362,8 +363,9 @@ enum Happened {
     Closed(Option<Failure>),
 }
 
-/// One keep-alive stream, opening or open. Dropping it cancels the request.
+/// One keep-alive stream. Dropping it cancels the request.
 struct Stream {
+    generation: u64,
     task: JoinHandle<()>,
     /// When the opening keep-alive was sent.
     opened_at: Instant,
@@ -380,19 +382,8 @@ impl Drop for Stream {
 }
 
 impl Stream {
-    /// When this stream counts as dead if nothing more is answered.
-    fn dead_at(&self, timing: &Timing) -> Option<Instant> {
-        match &self.keeper {
-            None => Some(self.opened_at + timing.unanswered),
-            Some(_) => self
-                .outstanding
-                .front()
-                .map(|&sent| sent + timing.unanswered),
-        }
-    }
-
-    /// Sends a keep-alive if the stream is open; `false` when the stream's
-    /// task has ended (its report is on the way).
+    /// Sends a keep-alive; `false` when the stream's task has ended (its
+    /// report is on the way).
     async fn send(&mut self, now: Instant) -> bool {
         let Some(keeper) = self.keeper.as_mut() else {
             return true;
@@ -405,12 +396,24 @@ impl Stream {
     }
 }
 
+/// How many streams a route may be opening at once.
+const MAX_PROBES: usize = 3;
+
+/// The streams of one route: the open one, and probes being opened while
+/// it is missing or stalled.
+///
+/// A stalled stream is not dropped for being slow: its answers still count
+/// when they come. Instead a fresh stream (a probe) is opened next to it
+/// every [`Timing::unanswered`], because a stream waits in order behind a
+/// keep-alive that a member forwarded to a hung leader, while a new request
+/// reaches whichever leader there is by then. The first probe to open
+/// replaces the stream.
 struct RouteState {
     route: Route,
     generation: u64,
     stream: Option<Stream>,
-    /// When to open a stream again while there is none.
-    open_at: Instant,
+    probes: VecDeque<Stream>,
+    next_probe_at: Instant,
     backoff: Duration,
     /// Shared routes only: how long to wait before reopening a stream that
     /// answered from the same member as another stream; grows while that
@@ -419,9 +422,31 @@ struct RouteState {
 }
 
 impl RouteState {
-    fn close(&mut self, reopen_at: Instant) {
-        self.stream = None;
-        self.open_at = reopen_at;
+    /// Since when the route has lacked a stream that answers: for a route
+    /// without a stream, when it may try again; `None` while it answers.
+    fn stalled_since(&self) -> Option<Instant> {
+        match &self.stream {
+            None => Some(self.next_probe_at),
+            Some(stream) => stream.outstanding.front().copied(),
+        }
+    }
+
+    fn stream_mut(&mut self, generation: u64) -> Option<&mut Stream> {
+        if let Some(stream) = self.stream.as_mut().filter(|s| s.generation == generation) {
+            return Some(stream);
+        }
+        self.probes.iter_mut().find(|s| s.generation == generation)
+    }
+
+    fn remove(&mut self, generation: u64) {
+        if self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.generation == generation)
+        {
+            self.stream = None;
+        }
+        self.probes.retain(|s| s.generation != generation);
     }
 }
 
@@ -454,7 +479,8 @@ impl KeepAlive {
                     route,
                     generation: 0,
                     stream: None,
-                    open_at: now,
+                    probes: VecDeque::new(),
+                    next_probe_at: now,
                     backoff: FIRST_OPEN_BACKOFF,
                     duplicate_gap: Duration::ZERO,
                 })
@@ -492,18 +518,25 @@ impl KeepAlive {
             if now >= self.valid_until {
                 return "no keep-alive answered in time";
             }
-            self.drop_dead(now);
             if now >= self.next_tick {
                 self.next_tick = now + self.timing.interval;
+                let window = self.timing.window;
                 for state in &mut self.routes {
-                    if let Some(stream) = state.stream.as_mut() {
-                        if !stream.send(now).await {
-                            state.close(now);
-                        }
+                    let Some(stream) = state.stream.as_mut() else {
+                        continue;
+                    };
+                    // An answer to a keep-alive sent a window ago could no
+                    // longer extend anything: the stream is of no more use.
+                    let useless = stream
+                        .outstanding
+                        .front()
+                        .is_some_and(|&s| s + window <= now);
+                    if useless || !stream.send(now).await {
+                        state.stream = None;
                     }
                 }
             }
-            self.open_due(now);
+            self.probe(now);
             let wake = self.next_wake();
             let event = tokio::select! {
                 _ = sleep_until(wake) => None,
@@ -517,40 +550,40 @@ impl KeepAlive {
         }
     }
 
+    /// When the route next needs a probe, if it is stalled.
+    fn probe_due(&self, state: &RouteState) -> Option<Instant> {
+        let stalled = state.stalled_since()?;
+        let due = match &state.stream {
+            None => stalled,
+            Some(_) => stalled + self.timing.unanswered,
+        };
+        Some(due.max(state.next_probe_at))
+    }
+
     fn next_wake(&self) -> Instant {
         let mut wake = self.valid_until.min(self.next_tick);
         for state in &self.routes {
-            let due = match &state.stream {
-                Some(stream) => stream.dead_at(&self.timing),
-                None => Some(state.open_at),
-            };
-            if let Some(due) = due {
+            if let Some(due) = self.probe_due(state) {
                 wake = wake.min(due);
             }
         }
         wake
     }
 
-    /// Drops streams whose keep-alive went unanswered too long: the member
-    /// hangs, or waits for a leader that hangs. A new request may reach a
-    /// member that answers, so the route opens again at once.
-    fn drop_dead(&mut self, now: Instant) {
-        for state in &mut self.routes {
-            let dead = state.stream.as_ref().and_then(|s| s.dead_at(&self.timing));
-            if dead.is_some_and(|dead| dead <= now) {
+    /// Opens a fresh stream on every route that is stalled or has none,
+    /// one every [`Timing::unanswered`] while that lasts.
+    fn probe(&mut self, now: Instant) {
+        for index in 0..self.routes.len() {
+            let due = self.probe_due(&self.routes[index]);
+            if due.is_none_or(|due| due > now) {
+                continue;
+            }
+            let state = &mut self.routes[index];
+            if state.stream.is_some() {
                 tracing::debug!(
                     lease = format_args!("{:x}", self.lease.id),
-                    "keep-alive unanswered, reopening its stream"
+                    "keep-alive unanswered, opening another stream"
                 );
-                state.close(now);
-            }
-        }
-    }
-
-    fn open_due(&mut self, now: Instant) {
-        for (index, state) in self.routes.iter_mut().enumerate() {
-            if state.stream.is_some() || state.open_at > now {
-                continue;
             }
             state.generation += 1;
             let task = tokio::spawn(run_stream(
@@ -560,13 +593,18 @@ impl KeepAlive {
                 index,
                 state.generation,
             ));
-            state.stream = Some(Stream {
+            state.probes.push_back(Stream {
+                generation: state.generation,
                 task,
                 opened_at: now,
                 keeper: None,
                 outstanding: VecDeque::new(),
                 member: None,
             });
+            if state.probes.len() > MAX_PROBES {
+                state.probes.pop_front();
+            }
+            state.next_probe_at = now + self.timing.unanswered;
         }
     }
 
@@ -577,22 +615,31 @@ impl KeepAlive {
         let Some(state) = self.routes.get_mut(event.route) else {
             return Ok(());
         };
-        if state.generation != event.generation {
-            return Ok(());
-        }
         let shared = state.route.is_shared();
-        let Some(stream) = state.stream.as_mut() else {
+        let Some(stream) = state.stream_mut(event.generation) else {
             return Ok(());
         };
         match event.happened {
             Happened::Opened(keeper) => {
                 stream.keeper = Some(keeper);
                 self.valid_until = self.valid_until.max(stream.opened_at + window);
+                // The first probe to open replaces the stream and the others.
+                let position = state
+                    .probes
+                    .iter()
+                    .position(|s| s.generation == event.generation);
+                if let Some(opened) = position.and_then(|p| state.probes.remove(p)) {
+                    state.stream = Some(opened);
+                    state.probes.clear();
+                }
                 state.backoff = FIRST_OPEN_BACKOFF;
+                state.next_probe_at = now;
                 // On a shared route, learn the member at once, to spread
                 // the streams over members.
-                if shared && !stream.send(now).await {
-                    state.close(now);
+                if let Some(stream) = state.stream.as_mut().filter(|_| shared) {
+                    if !stream.send(now).await {
+                        state.stream = None;
+                    }
                 }
             }
             Happened::Answer { ttl, .. } if ttl <= 0 => {
@@ -614,8 +661,8 @@ impl KeepAlive {
                 if let Some(failure) = failure {
                     tracing::debug!(?failure, "keep-alive stream refused");
                 }
-                let reopen_at = now + state.backoff;
-                state.close(reopen_at);
+                state.remove(event.generation);
+                state.next_probe_at = state.next_probe_at.max(now + state.backoff);
                 state.backoff = (state.backoff * 2).min(self.timing.unanswered);
             }
         }
@@ -638,7 +685,8 @@ impl KeepAlive {
             state.duplicate_gap = Duration::ZERO;
             return;
         }
-        state.close(now + state.duplicate_gap);
+        state.stream = None;
+        state.next_probe_at = now + state.duplicate_gap;
         state.duplicate_gap = (state.duplicate_gap * 2)
             .max(FIRST_DUPLICATE_GAP)
             .min(max_gap);
@@ -732,7 +780,7 @@ mod tests {
         let timing = Timing::for_ttl(Duration::from_secs(6));
         assert_eq!(timing.interval, Duration::from_secs(1));
         assert_eq!(timing.window, Duration::from_secs(4));
-        assert_eq!(timing.unanswered, Duration::from_millis(500));
+        assert_eq!(timing.unanswered, Duration::from_millis(250));
         assert_eq!(timing.window - timing.interval, Duration::from_secs(3));
         let long = Timing::for_ttl(Duration::from_secs(60));
         assert_eq!(long.unanswered, Duration::from_secs(1));
