@@ -54,17 +54,24 @@
 //! - Keys follow etcd's Go `concurrency.Mutex` exactly (`{prefix}{id}/{lease
 //!   hex}`, lowest create revision owns), so Go tusd nodes and `etcdctl lock
 //!   {prefix}{id}` take the same locks. As in the Go locker, nothing separates
-//!   prefix and id: upload `abc` under `/tusd` is the lock `/tusdabc`. An uncontended lock and unlock cost
-//!   two raft writes: the Txn that creates the key and the delete.
-//! - One lease per locker, kept alive by one task; the locker trusts it only
-//!   up to two thirds of the TTL after the last acknowledged keep-alive was
-//!   sent, and tells every holder its lock is lost before etcd could expire
-//!   the lease.
+//!   prefix and id: upload `abc` under `/tusd` is the lock `/tusdabc`. An
+//!   uncontended lock and unlock cost two raft writes: the Txn that creates
+//!   the key and the delete, itself a Txn conditional on the key's create
+//!   revision, because a delete that a hung etcd member applies late must
+//!   not remove the process's next key of the same name.
+//! - One lease per locker, kept alive by one task over a stream per
+//!   endpoint (clients from [`connect()`]), so that one hung member cannot
+//!   stall every keep-alive; the locker trusts it only up to two thirds of
+//!   the TTL after the last acknowledged keep-alive was sent, and tells
+//!   every holder its lock is lost before etcd could expire the lease. A
+//!   lost lease is revoked as soon as etcd answers again.
 //! - Callers in one process queue locally per id, so a process holds at most
 //!   one key per id.
 //! - A holder is asked to release when anyone queues behind it: a local
 //!   caller directly, any other contender through its key.
-//! - The fencing token of a lock is its key's create revision.
+//! - The fencing token of a lock is its key's create revision, issued as
+//!   `etcd:{cluster id in hex}{prefix}`: revisions of one cluster are
+//!   comparable, another cluster's are not.
 //!
 //! # Layout
 //! - [`options`] holds [`LockerOptions`] and the defaults.
