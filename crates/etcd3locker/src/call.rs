@@ -118,24 +118,22 @@ where
     let mut backoff = FIRST_BACKOFF;
     loop {
         let limit = deadline.min(Instant::now() + per_attempt);
-        let reason = match tokio::time::timeout_at(limit, attempt()).await {
+        let (reason, detail) = match tokio::time::timeout_at(limit, attempt()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => match classify(&e) {
-                Failure::Unavailable => {
-                    tracing::debug!(error = %e, "etcd request failed, retrying");
-                    public_reason(&e)
-                }
+                Failure::Unavailable => (public_reason(&e), format!("{e:?}")),
                 failure => return Err(CallError::Refused(failure, e)),
             },
             Err(_) => {
-                tracing::debug!(?per_attempt, "etcd request unanswered, retrying");
-                format!("no answer within {per_attempt:?}")
+                let reason = format!("no answer within {per_attempt:?}");
+                (reason.clone(), reason)
             }
         };
         if Instant::now() + backoff >= deadline {
-            tracing::warn!(%reason, "etcd request given up at its deadline");
+            tracing::warn!(error = %detail, "etcd request given up at its deadline");
             return Err(CallError::Deadline(reason));
         }
+        tracing::debug!(error = %detail, "etcd request failed, retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
