@@ -330,6 +330,28 @@ async fn the_file_store_refuses_a_holder_whose_etcd_lease_is_gone() {
     drop(stale);
 }
 
+/// While etcd does not answer, requests that need a lock get a 503 the
+/// client can act on: one line, `Retry-After`, no etcd addresses or gRPC
+/// internals (those go to the log).
+#[tokio::test]
+async fn an_etcd_outage_is_a_one_line_503_without_internal_addresses() {
+    let mut etcd = EtcdServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = node(dir.path(), &etcd, &["--acquire-lock-timeout", "3s"]);
+    let url = create(&a, 10).await;
+    etcd.member().stop();
+    let answer = patch(&url, 0, &b"hello"[..]).await;
+    assert_eq!(answer.status(), 503, "node log:\n{}", a.log());
+    assert!(answer.headers().contains_key("retry-after"));
+    let text = answer.text().await.unwrap();
+    assert_eq!(text.trim_end().lines().count(), 1, "{text:?}");
+    for internal in ["127.0.0.1", "http://", "tonic", "status:", "transport"] {
+        assert!(!text.contains(internal), "{internal:?} in {text:?}");
+    }
+    assert_eq!(data_len(&a, &url), 0);
+    assert!(a.log().contains("lock service unavailable"), "{}", a.log());
+}
+
 #[test]
 fn an_unreachable_etcd_stops_start_up_with_the_endpoints_named() {
     let endpoint = format!("http://127.0.0.1:{}", tusd_testsupport::ports::free_port());
