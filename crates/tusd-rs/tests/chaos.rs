@@ -1007,18 +1007,27 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
     let _ = std::fs::write(out.join(format!("chaos-report-{slug}.txt")), &report);
     let keep_logs = std::env::var("CHAOS_KEEP_LOGS").is_ok_and(|v| !v.is_empty() && v != "0");
     if keep_logs || !violations.is_empty() {
+        // One name per run, so that runs one after another keep their logs.
+        let run = format!(
+            "{slug}-s{}-r{}-{}",
+            knobs.seed,
+            knobs.rounds,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        );
         for node in &nodes {
             let _ = std::fs::write(
-                out.join(format!("chaos-{slug}-{}.log", node.name())),
+                out.join(format!("chaos-{run}-{}.log", node.name())),
                 node.log(),
             );
         }
         let _ = std::fs::write(
-            out.join(format!("chaos-{slug}-nginx-error.log")),
+            out.join(format!("chaos-{run}-nginx-error.log")),
             nginx.error_log(),
         );
         let _ = std::fs::write(
-            out.join(format!("chaos-{slug}-nginx-access.log")),
+            out.join(format!("chaos-{run}-nginx-access.log")),
             nginx.access_log(),
         );
         println!("node and nginx logs in {}", out.display());
