@@ -976,6 +976,7 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
                 .collect::<Vec<_>>()
         })
         .collect();
+    let lease_losses: Vec<Instant> = nodes.iter().flat_map(Node::lease_losses).collect();
     let violations = shared.violations.lock().unwrap().clone();
     let report = report(ReportInput {
         version: &version,
@@ -985,6 +986,7 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
         events: &events,
         probes: &probes,
         refusals: &refusals,
+        lease_losses: &lease_losses,
         issuers: &issuers,
         verified,
         bytes_total,
@@ -1067,6 +1069,7 @@ struct ReportInput<'a> {
     events: &'a [Event],
     probes: &'a [ProbeResult],
     refusals: &'a [(String, Instant)],
+    lease_losses: &'a [Instant],
     issuers: &'a BTreeMap<String, usize>,
     verified: usize,
     bytes_total: u64,
@@ -1148,21 +1151,26 @@ fn report(input: ReportInput<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "| # | fault | first probe OK after injection (s) | after lift (s) | longest gap between OK probes (s) | OK probe time median / max (s) | failed probes | fence refusals |"
+        "| # | fault | first probe OK after injection (s) | after lift (s) | longest gap between OK probes (s) | OK probe time median / max (s) | failed probes | etcd leases lost | fence refusals |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     let first_fault = input
         .faults
         .first()
         .map_or_else(Instant::now, |f| f.injected);
     let _ = writeln!(
         out,
-        "| 0 | none (before the first fault) | | | | {} | {} | |",
+        "| 0 | none (before the first fault) | | | | {} | {} | {} | |",
         probe_times(input.probes, None, first_fault),
         input
             .probes
             .iter()
             .filter(|p| !p.ok && p.start < first_fault)
+            .count(),
+        input
+            .lease_losses
+            .iter()
+            .filter(|t| **t < first_fault)
             .count()
     );
     for (i, fault) in input.faults.iter().enumerate() {
@@ -1218,9 +1226,14 @@ fn report(input: ReportInput<'_>) -> String {
             .iter()
             .filter(|(_, t)| *t >= fault.injected && *t < window_end)
             .count();
+        let leases = input
+            .lease_losses
+            .iter()
+            .filter(|t| **t >= fault.injected && **t < window_end)
+            .count();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             i + 1,
             fault.label,
             first_after(fault.injected),
@@ -1228,10 +1241,11 @@ fn report(input: ReportInput<'_>) -> String {
             secs(gap),
             probe_times(input.probes, Some(fault.injected), recovered),
             failed.len(),
+            leases,
             refusals
         );
         if !kinds.is_empty() {
-            let _ = writeln!(out, "|   |   failed probes: {kinds:?} | | | | | | |");
+            let _ = writeln!(out, "|   |   failed probes: {kinds:?} | | | | | | | |");
         }
     }
     let _ = writeln!(

@@ -4,7 +4,8 @@
 //! `--port 0`, a new port on every start.)
 //!
 //! Every incarnation's output goes into one log, each start marked, and the
-//! lines the suite counts (the store's fence refusals) are also kept with
+//! lines the suite counts (the store's fence refusals, lost etcd leases)
+//! are also kept with
 //! the moment they were read, so that they can be put next to the fault
 //! that caused them.
 //!
@@ -25,6 +26,10 @@ use std::time::{Duration, Instant};
 /// lock had already passed on (`tusd-handler/src/error.rs`).
 pub const FENCE_REFUSAL: &str = "store refused a stale lock holder";
 
+/// What a node logs when its etcd lease could not be kept alive and every
+/// lock under it was given up (`etcd3locker/src/lease.rs`).
+pub const LEASE_LOST: &str = "etcd lease lost";
+
 /// How long a start may take before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -32,6 +37,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 struct Output {
     text: String,
     refusals: Vec<Instant>,
+    lease_losses: Vec<Instant>,
 }
 
 pub struct Node {
@@ -86,6 +92,11 @@ impl Node {
     /// When each fence refusal was logged, over every incarnation.
     pub fn refusals(&self) -> Vec<Instant> {
         self.output.lock().unwrap().refusals.clone()
+    }
+
+    /// When each etcd lease loss was logged, over every incarnation.
+    pub fn lease_losses(&self) -> Vec<Instant> {
+        self.output.lock().unwrap().lease_losses.clone()
     }
 
     /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the running process.
@@ -167,6 +178,9 @@ impl Node {
                     let mut output = output.lock().unwrap();
                     if line.contains(FENCE_REFUSAL) {
                         output.refusals.push(Instant::now());
+                    }
+                    if line.contains(LEASE_LOST) {
+                        output.lease_losses.push(Instant::now());
                     }
                     output.text.push_str(&line);
                     output.text.push('\n');
