@@ -303,14 +303,13 @@ async fn delete_if_created(
     revision: i64,
     deadline: Instant,
 ) -> Result<(bool, u32), CallError> {
-    let txn = Txn::new()
-        .when([Compare::create_revision(key, CompareOp::Equal, revision)])
-        .and_then([TxnOp::delete(key, None)]);
     let mut attempts = 0;
     let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
         attempts += 1;
         let mut kv = kv.clone();
-        let txn = txn.clone();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, revision)])
+            .and_then([TxnOp::delete(key, None)]);
         async move { kv.txn(txn).await }
     })
     .await?;
