@@ -68,7 +68,7 @@ impl TusHandler {
     }
 
     /// The routes under the base path, ready to merge into any axum app.
-    /// Every path below the base reaches [`dispatch`], even one with several
+    /// Every path below the base reaches the one dispatcher, even one with several
     /// segments, so that every answer under the base (a 404 for a path that
     /// is no upload id included) carries `Tus-Resumable`.
     pub fn router(&self) -> Router {

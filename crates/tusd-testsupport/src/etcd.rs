@@ -169,7 +169,7 @@ impl EtcdCluster {
     }
 
     /// Waits until a member reports itself leader and returns its index;
-    /// panics after [`START_TIMEOUT`].
+    /// panics after the start-up timeout (30 s).
     pub async fn wait_leader(&self) -> usize {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
@@ -195,7 +195,7 @@ impl EtcdCluster {
     }
 
     /// Waits until every running, unpaused member answers and reports a
-    /// leader; panics with the members' logs after [`START_TIMEOUT`].
+    /// leader; panics with the members' logs after the start-up timeout (30 s).
     pub async fn wait_healthy(&self) {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         for member in self.members.iter().filter(|m| m.is_running() && !m.paused) {
