@@ -1081,13 +1081,35 @@ struct ReportInput<'a> {
     violations: &'a [String],
 }
 
-/// Non-2xx answers and unanswered requests, counted as "WHAT STATUS".
+/// Non-2xx answers and unanswered requests, counted as "WHAT STATUS
+/// (reason)", the reason being the answer's first line with numbers as `#`
+/// (nginx's HTML pages left out).
 fn tally<'a>(events: impl Iterator<Item = &'a Event>) -> String {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for e in events {
         let key = match e.status {
             Some(s) if (200..300).contains(&s) => continue,
-            Some(s) => format!("{} {s}", e.what),
+            Some(s) => {
+                let mut reason = String::new();
+                for c in e
+                    .detail
+                    .strip_prefix(&s.to_string())
+                    .unwrap_or(&e.detail)
+                    .trim()
+                    .chars()
+                    .take(60)
+                {
+                    let c = if c.is_ascii_digit() { '#' } else { c };
+                    if !(c == '#' && reason.ends_with('#')) {
+                        reason.push(c);
+                    }
+                }
+                if reason.is_empty() || reason.starts_with('<') {
+                    format!("{} {s}", e.what)
+                } else {
+                    format!("{} {s} ({reason})", e.what)
+                }
+            }
             None if e.detail.contains("on purpose") || e.detail.contains("abandoned") => continue,
             None => format!("{} no answer", e.what),
         };
