@@ -73,7 +73,7 @@ impl Timing {
 /// etcd-client balances every request of a client over its endpoints at
 /// random, so a stream reopened through the shared client may land on the
 /// same hung member again. A client made by [`crate::connect()`] leaves its
-/// endpoints and options behind (see [`crate::connect`]), and then each
+/// endpoints and options behind (see the `connect` module), and then each
 /// endpoint gets a client and a stream of its own: a hung member stalls only
 /// its stream. For any other client the locker opens two streams through it
 /// and reopens one while both answer from the same member.
