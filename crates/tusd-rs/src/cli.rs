@@ -84,6 +84,33 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
     #[arg(long, env = "TUSD_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+    /// A request head (request line and headers) must arrive in full within
+    /// this, counted from the connection's start or from the head's first
+    /// byte; the connection is closed otherwise. 0 turns it off.
+    #[arg(long, env = "TUSD_HEADER_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after
+    /// this (longer than the 60 s proxies keep idle upstream connections, so
+    /// they close first). 0 turns it off.
+    #[arg(long, env = "TUSD_IDLE_TIMEOUT", default_value = "75s", value_parser = duration)]
+    pub idle_timeout: Duration,
+    /// Client connections open at once; past it a new connection is answered
+    /// 503 with Retry-After and closed. [default: 10000, or less if the
+    /// open-file limit is too low for that: 2 descriptors per connection]
+    #[arg(long, env = "TUSD_MAX_CONNECTIONS", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: Option<usize>,
+    /// Largest request head (request line and headers) in bytes; a larger one
+    /// is answered 431 and the connection closed.
+    #[arg(long, env = "TUSD_MAX_HEADER_SIZE", default_value_t = 65536, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..))]
+    pub max_header_size: usize,
+    /// Largest read buffer of one HTTP/1 connection in bytes (at least 8192):
+    /// bounds what an upload in flight holds, and each read from the socket.
+    #[arg(long, env = "TUSD_MAX_READ_BUFFER", default_value_t = 65536, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8192..))]
+    pub max_read_buffer: usize,
+    /// Also serve cleartext HTTP/2 to clients that start with its preface
+    /// (h2c with prior knowledge), under the same limits.
+    #[arg(long, env = "TUSD_ENABLE_H2C")]
+    pub enable_h2c: bool,
     /// Unfinished uploads idle this long expire (410, then removed); 0 turns expiration off.
     #[arg(long, env = "TUSD_EXPIRE_AFTER", default_value = "0s", value_parser = duration)]
     pub expire_after: Duration,

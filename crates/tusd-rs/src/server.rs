@@ -1,11 +1,16 @@
 //! Assembling and running the server: store, locker, handler, metrics,
 //! CORS, the listener, and the shutdown sequence.
 //!
-//! Shutdown on SIGTERM or SIGINT: stop accepting connections; let requests
-//! in flight finish for up to `--shutdown-timeout`; then tell the bodies
-//! still streaming to stop (each stores what it received, answers with its
-//! offset and unlocks) and give them a short grace to do so; finally release
-//! every lock the locker still holds (for etcd: revoke the lease) and exit 0.
+//! Connections are accepted and served by `connections` (our own accept loop
+//! on hyper, with the connection limits), not by `axum::serve`.
+//!
+//! Shutdown on SIGTERM or SIGINT: stop accepting connections (idle ones are
+//! closed); let requests in flight finish for up to `--shutdown-timeout`;
+//! then tell the bodies still streaming to stop (each stores what it
+//! received, answers with its offset and unlocks) and give them a short
+//! grace to do so, after which connections still open are dropped; finally
+//! release every lock the locker still holds (for etcd: revoke the lease)
+//! and exit 0.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,12 +21,11 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tusd_filestore::FileStore;
 use tusd_handler::{Config, StoreComposer, TusHandler};
 
 use crate::cli::Cli;
-use crate::connections::CountingListener;
+use crate::connections::{self, Settings, Timeouts};
 use crate::cors::{self, Cors};
 use crate::locker;
 
@@ -29,6 +33,7 @@ use crate::locker;
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
 pub async fn run(cli: Cli) -> Result<(), String> {
+    let settings = connection_settings(&cli);
     let mut composer = StoreComposer::new();
     FileStore::new(&cli.upload_dir)
         .map_err(|e| {
@@ -59,8 +64,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let handler = TusHandler::new(&composer, config).map_err(|e| e.to_string())?;
 
     let mut app = handler.router();
+    let connection_metrics = connections::Metrics::default();
     if cli.expose_metrics {
-        app = app.merge(metrics_route(&cli.metrics_path, &handler));
+        app = app.merge(metrics_route(
+            &cli.metrics_path,
+            &handler,
+            &connection_metrics,
+        ));
     }
     if let Some(policy) = Cors::from_cli(&cli)? {
         app = app.layer(axum::middleware::from_fn(move |req, next| {
@@ -79,29 +89,31 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     );
     let sweeper = handler.spawn_expiration_sweeper(cli.expire_sweep_interval);
 
-    let stopping = Arc::new(Notify::new());
-    let signalled = stopping.clone();
-    let listener = CountingListener::new(listener, handler.metrics().connections_open().clone());
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down: no new connections, waiting for requests in flight");
-        signalled.notify_one();
-    });
-    let serve = tokio::spawn(async move { serve.await });
-    let deadline = async {
-        stopping.notified().await;
-        tokio::time::sleep(cli.shutdown_timeout).await;
-    };
-    let mut serve = serve;
-    tokio::select! {
-        result = &mut serve => result.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?,
-        _ = deadline => {
-            tracing::warn!("shutdown timeout reached: stopping request bodies still in flight");
-            handler.begin_shutdown();
-            if tokio::time::timeout(STOP_GRACE, &mut serve).await.is_err() {
-                tracing::warn!("requests still open after the grace period; closing them");
-                serve.abort();
-            }
+    let shared = connections::Shared::new(
+        app,
+        &settings,
+        handler.metrics().connections_open().clone(),
+        connection_metrics,
+    );
+    let accepting = connections::spawn(listener, shared.clone());
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, waiting for requests in flight");
+    shared.stop.cancel();
+    let _ = accepting.await;
+    if tokio::time::timeout(cli.shutdown_timeout, shared.tracker.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached: stopping request bodies still in flight");
+        handler.begin_shutdown();
+        if tokio::time::timeout(STOP_GRACE, shared.tracker.all_closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("requests still open after the grace period; closing them");
+            shared.force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), shared.tracker.all_closed()).await;
         }
     }
     handler.begin_shutdown();
@@ -111,9 +123,50 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn metrics_route(path: &str, handler: &TusHandler) -> Router {
+/// The connection limits from the flags; the connection limit is lowered to
+/// what the open-file limit allows (raised to its hard limit first).
+fn connection_settings(cli: &Cli) -> Settings {
+    let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
+    let fd_limit = connections::raise_fd_limit();
+    let fits = connections::connections_for(fd_limit);
+    let max_connections = match cli.max_connections {
+        None => connections::DEFAULT_MAX_CONNECTIONS.min(fits),
+        Some(wanted) if wanted > fits => {
+            tracing::warn!(
+                "--max-connections {wanted} lowered to {fits}: the open-file limit is {fd_limit} (raise it with ulimit -n or LimitNOFILE=)"
+            );
+            fits
+        }
+        Some(wanted) => wanted,
+    };
+    let settings = Settings {
+        timeouts: Timeouts {
+            header: off_if_zero(cli.header_timeout),
+            idle: off_if_zero(cli.idle_timeout),
+            write: off_if_zero(cli.network_timeout),
+        },
+        max_connections,
+        max_header_size: cli.max_header_size,
+        max_read_buffer: cli.max_read_buffer,
+        h2c: cli.enable_h2c,
+    };
+    tracing::info!(
+        max_connections,
+        open_file_limit = fd_limit,
+        header_timeout = ?settings.timeouts.header,
+        idle_timeout = ?settings.timeouts.idle,
+        max_header_size = settings.max_header_size,
+        max_read_buffer = settings.max_read_buffer,
+        h2c = settings.h2c,
+        "connection limits"
+    );
+    settings
+}
+
+fn metrics_route(path: &str, handler: &TusHandler, connections: &connections::Metrics) -> Router {
     let mut registry = Registry::default();
     handler.metrics().register(&mut registry);
+    connections.register(&mut registry);
     let registry = Arc::new(registry);
     Router::new().route(
         path,

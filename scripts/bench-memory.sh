@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Memory per in-flight upload (crates/tusd-rs/benches/memory_per_upload.rs):
+# 200 uploads each send a 4 MiB burst in one PATCH and then trickle 16 bytes a
+# second, and the server's VmRSS above its idle baseline is divided by 200.
+#
+# Compares, in the same run and in turn each round:
+#   default   this build with its default flags (--max-read-buffer 64 KiB)
+#   uncapped  this build with hyper's default read buffer (--max-read-buffer 417792)
+#   before    another binary, if BEFORE_BIN is set (e.g. a build from before
+#             the connection limits: git worktree add /tmp/before <rev> &&
+#             cargo build --release -p tusd-rs --manifest-path /tmp/before/Cargo.toml)
+#
+# Environment: ROUNDS (default 3), and the bench's own TUSD_MEM_* knobs
+# (TUSD_MEM_UPLOADS, TUSD_MEM_BURST_KIB, TUSD_MEM_TRICKLE_SECS, ...).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+variants="default=.;uncapped=. --max-read-buffer 417792"
+if [[ -n "${BEFORE_BIN:-}" ]]; then
+    variants="before=$BEFORE_BIN;$variants"
+fi
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) cores"
+TUSD_MEM_ROUNDS="${ROUNDS:-3}" TUSD_MEM_VARIANTS="${TUSD_MEM_VARIANTS:-$variants}" \
+    cargo bench -p tusd-rs --bench memory_per_upload
