@@ -85,6 +85,12 @@ pub(crate) enum CallError {
     Deadline(String),
     /// etcd answered with an error that retrying would not fix.
     Refused(Failure, etcd_client::Error),
+    /// The caller's deadline cut the request short while etcd showed no
+    /// sign of trouble (no error, no attempt that hit its own timeout):
+    /// the caller simply ran out of time, e.g. a lock request waiting its
+    /// turn behind others. A lock attempt reports this as "still held"
+    /// (423), not as an unavailable etcd (503).
+    OutOfTime,
 }
 
 impl CallError {
@@ -99,6 +105,9 @@ impl From<CallError> for crate::Error {
         match error {
             CallError::Deadline(reason) => crate::Error::Unavailable(reason),
             CallError::Refused(_, e) => crate::Error::Etcd(e),
+            CallError::OutOfTime => {
+                crate::Error::Unavailable("no answer before the deadline".to_owned())
+            }
         }
     }
 }
@@ -116,19 +125,23 @@ where
     Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
     let mut backoff = FIRST_BACKOFF;
+    let mut troubled = false;
     loop {
-        let limit = deadline.min(Instant::now() + per_attempt);
+        let own_timeout = Instant::now() + per_attempt;
+        let limit = deadline.min(own_timeout);
         let (reason, detail) = match tokio::time::timeout_at(limit, attempt()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) => match classify(&e) {
                 Failure::Unavailable => (public_reason(&e), format!("{e:?}")),
                 failure => return Err(CallError::Refused(failure, e)),
             },
+            Err(_) if limit < own_timeout && !troubled => return Err(CallError::OutOfTime),
             Err(_) => {
                 let reason = format!("no answer within {per_attempt:?}");
                 (reason.clone(), reason)
             }
         };
+        troubled = true;
         if Instant::now() + backoff >= deadline {
             tracing::warn!(error = %detail, "etcd request given up at its deadline");
             return Err(CallError::Deadline(reason));
@@ -167,5 +180,45 @@ mod tests {
         assert!(!public_reason(&io).contains("10.1.2.3"));
         let timed_out = status(tonic::Code::Unavailable, "etcdserver: request timed out");
         assert_eq!(public_reason(&timed_out), "etcdserver: request timed out");
+    }
+
+    fn soon(ms: u64) -> Instant {
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_wait_cut_by_the_callers_deadline_is_out_of_time() {
+        let result: Result<(), _> = retry(soon(50), ATTEMPT_TIMEOUT, || {
+            std::future::pending::<Result<(), etcd_client::Error>>()
+        })
+        .await;
+        assert!(matches!(result, Err(CallError::OutOfTime)), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_after_etcd_failed_is_unavailability() {
+        let mut failed_once = false;
+        let result: Result<(), _> = retry(soon(200), ATTEMPT_TIMEOUT, || {
+            let first = !failed_once;
+            failed_once = true;
+            async move {
+                if first {
+                    Err(etcd_client::Error::IoError(std::io::Error::other("reset")))
+                } else {
+                    std::future::pending().await
+                }
+            }
+        })
+        .await;
+        assert!(matches!(result, Err(CallError::Deadline(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_hit_its_own_timeout_is_unavailability() {
+        let result: Result<(), _> = retry(soon(300), Duration::from_millis(50), || {
+            std::future::pending::<Result<(), etcd_client::Error>>()
+        })
+        .await;
+        assert!(matches!(result, Err(CallError::Deadline(_))), "{result:?}");
     }
 }

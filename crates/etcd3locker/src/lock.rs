@@ -60,7 +60,10 @@ pub(crate) enum AcquireError {
 
 impl From<CallError> for AcquireError {
     fn from(error: CallError) -> AcquireError {
-        AcquireError::Failed(error.into())
+        match error {
+            CallError::OutOfTime => AcquireError::StillHeld,
+            other => AcquireError::Failed(other.into()),
+        }
     }
 }
 
