@@ -133,13 +133,16 @@ impl ConnState {
         }
         if self.active.load(Ordering::Acquire) == 0 {
             let head = self.head_started.load(Ordering::Relaxed);
-            if head != UNSET {
-                if let Some(header) = limits.header {
+            match (limits.header, limits.idle) {
+                (Some(header), _) if head != UNSET => {
                     consider(self.at(head) + header, TimeoutReason::Header);
                 }
-            } else if let Some(idle) = limits.idle {
-                let since = self.idle_since.load(Ordering::Relaxed);
-                consider(self.at(since) + idle, TimeoutReason::Idle);
+                // Waiting for a head's first byte, or header timeout off.
+                (_, Some(idle)) => {
+                    let since = self.idle_since.load(Ordering::Relaxed);
+                    consider(self.at(since) + idle, TimeoutReason::Idle);
+                }
+                _ => {}
             }
         }
         earliest
@@ -443,4 +446,70 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>,
     }
     drop(conn);
     drop(open);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connections::Timeouts;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_follows_the_connection_state() {
+        let limits = Timeouts {
+            header: Some(secs(10)),
+            idle: Some(secs(75)),
+            write: Some(secs(60)),
+        };
+        let state = ConnState::new();
+        let t0 = state.born;
+        // A new connection owes its first head from the start.
+        assert_eq!(
+            state.deadline(&limits),
+            Some((t0 + secs(10), TimeoutReason::Header))
+        );
+        // A request in progress has no deadline but the write timeout.
+        state.request_started();
+        tokio::time::advance(secs(30)).await;
+        state.bytes_read();
+        assert_eq!(state.deadline(&limits), None);
+        state.write_blocked();
+        assert_eq!(
+            state.deadline(&limits),
+            Some((t0 + secs(90), TimeoutReason::Write))
+        );
+        state.wrote();
+        assert_eq!(state.deadline(&limits), None);
+        // Its end starts the idle timeout ...
+        state.request_ended();
+        assert_eq!(
+            state.deadline(&limits),
+            Some((t0 + secs(105), TimeoutReason::Idle))
+        );
+        // ... and the next head's first byte the header timeout.
+        tokio::time::advance(secs(20)).await;
+        state.bytes_read();
+        assert_eq!(
+            state.deadline(&limits),
+            Some((t0 + secs(60), TimeoutReason::Header))
+        );
+        // With the header timeout off, the idle timeout still applies.
+        let no_header = Timeouts {
+            header: None,
+            ..limits.clone()
+        };
+        assert_eq!(
+            state.deadline(&no_header),
+            Some((t0 + secs(105), TimeoutReason::Idle))
+        );
+        let nothing = Timeouts {
+            header: None,
+            idle: None,
+            write: None,
+        };
+        assert_eq!(state.deadline(&nothing), None);
+    }
 }
