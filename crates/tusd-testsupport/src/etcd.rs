@@ -300,6 +300,22 @@ impl EtcdMember {
     pub fn pause(&mut self) {
         self.signal(libc::SIGSTOP);
         self.paused = true;
+        // kill(2) only queues the stop: every thread of etcd must notice it,
+        // and a thread busy on the other core may first answer a request
+        // sent right after. Return only once the whole process is stopped.
+        let pid = self.pid().expect("signalled above");
+        let stat = format!("/proc/{pid}/stat");
+        for _ in 0..400 {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            let stopped = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
+            if stopped {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("etcd member {} did not stop after SIGSTOP", self.name);
     }
 
     /// Thaws the member with SIGCONT.
