@@ -111,6 +111,10 @@ pub struct Cli {
     /// (h2c with prior knowledge), under the same limits.
     #[arg(long, env = "TUSD_ENABLE_H2C")]
     pub enable_h2c: bool,
+    /// How often memory freed after bursts of uploads is handed back to the
+    /// system (glibc's malloc_trim); 0 turns it off.
+    #[arg(long, env = "TUSD_MEMORY_TRIM_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub memory_trim_interval: Duration,
     /// Unfinished uploads idle this long expire (410, then removed); 0 turns expiration off.
     #[arg(long, env = "TUSD_EXPIRE_AFTER", default_value = "0s", value_parser = duration)]
     pub expire_after: Duration,
