@@ -4,8 +4,11 @@
 # second, and the server's VmRSS above its idle baseline is divided by 200.
 #
 # Compares, in the same run and in turn each round:
-#   default   this build with its default flags (--max-read-buffer 64 KiB)
-#   uncapped  this build with hyper's default read buffer (--max-read-buffer 417792)
+#   default   this build with its default flags (--max-read-buffer 64 KiB,
+#             --memory-trim-interval 10s)
+#   no-trim   the read buffer capped, memory not trimmed
+#   uncapped  hyper's default read buffer, not trimmed (the old behaviour
+#             on the new accept loop)
 #   before    another binary, if BEFORE_BIN is set (e.g. a build from before
 #             the connection limits: git worktree add /tmp/before <rev> &&
 #             cargo build --release -p tusd-rs --manifest-path /tmp/before/Cargo.toml)
@@ -15,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-variants="default=.;uncapped=. --max-read-buffer 417792"
+variants="default=.;no-trim=. --memory-trim-interval 0;uncapped=. --max-read-buffer 417792 --memory-trim-interval 0"
 if [[ -n "${BEFORE_BIN:-}" ]]; then
     variants="before=$BEFORE_BIN;$variants"
 fi
