@@ -78,7 +78,8 @@ pub struct Cli {
     /// How long a request waits for an upload's lock before answering 423.
     #[arg(long, env = "TUSD_ACQUIRE_LOCK_TIMEOUT", default_value = "20s", value_parser = duration)]
     pub acquire_lock_timeout: Duration,
-    /// A request body idle for this long is ended (what arrived is kept).
+    /// A request body idle for this long is ended (what arrived is kept), and a
+    /// connection whose client stops reading a response for this long is closed.
     #[arg(long, env = "TUSD_NETWORK_TIMEOUT", default_value = "60s", value_parser = duration)]
     pub network_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.

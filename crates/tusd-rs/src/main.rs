@@ -6,7 +6,7 @@
 //!   shutdown sequence.
 //! - `locker`: memory locker or etcd locker, by flags.
 //! - `cors`: tusd-style CORS.
-//! - `connections`: the listener that counts open connections.
+//! - `connections`: the accept loop: connection limit, header, idle and write timeouts, bounded read buffers, the connection metrics.
 
 mod cli;
 mod connections;
