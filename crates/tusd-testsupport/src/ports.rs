@@ -50,9 +50,11 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), ports.len(), "{ports:?}");
+        // Each was free when handed out (free_port binds it to check); it
+        // is not re-checked here, since other tests of this process start
+        // servers meanwhile and a port handed out earlier may be theirs.
         for port in ports {
             assert!((20_000..32_000).contains(&port), "{port}");
-            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok());
         }
     }
 }
