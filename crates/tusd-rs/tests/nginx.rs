@@ -139,10 +139,7 @@ fn streaming_body(len: usize) -> reqwest::Body {
 /// A PATCH whose outcome is kept whatever it is: a response, or the
 /// transport error (a reset) the client saw instead.
 async fn try_patch(url: &str, offset: u64, body: reqwest::Body) -> Result<Response, String> {
-    tus(Method::PATCH, url)
-        .header("Upload-Offset", offset.to_string())
-        .header("Content-Type", OCTETS)
-        .body(body)
+    patch_request(url, offset, body)
         .send()
         .await
         .map_err(|e| format!("{e:?}"))

@@ -42,14 +42,20 @@ pub async fn create_with(server: &TusServer, headers: &[(&str, &str)]) -> String
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
-pub async fn patch(url: &str, offset: u64, body: impl Into<reqwest::Body>) -> Response {
+/// A PATCH at `offset` carrying `body`, ready to send.
+pub fn patch_request(
+    url: &str,
+    offset: u64,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::RequestBuilder {
     tus(Method::PATCH, url)
         .header("Upload-Offset", offset.to_string())
         .header("Content-Type", OCTETS)
         .body(body)
-        .send()
-        .await
-        .unwrap()
+}
+
+pub async fn patch(url: &str, offset: u64, body: impl Into<reqwest::Body>) -> Response {
+    patch_request(url, offset, body).send().await.unwrap()
 }
 
 pub async fn head(url: &str) -> Response {
