@@ -36,7 +36,7 @@ use etcd_client::{
     Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp,
 };
 use tokio::time::Instant;
-use tusd_handler::{Locker, UploadId};
+use tusd_core::{Locker, UploadId};
 use tusd_testsupport::{etcd_version, EtcdServer};
 
 const CONCURRENCY: [usize; 4] = [1, 16, 64, 256];

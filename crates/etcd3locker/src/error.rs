@@ -1,6 +1,6 @@
 //! The crate's one error type, and how it maps onto the handler's [`LockError`].
 
-use tusd_handler::LockError;
+use tusd_core::LockError;
 
 /// Why a lock, an unlock or a connection failed.
 #[derive(Debug, thiserror::Error)]

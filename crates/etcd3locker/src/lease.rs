@@ -13,7 +13,7 @@
 //! which was after we sent it, so etcd keeps the lease at least a third of
 //! the TTL longer than we trust it. Past our deadline, or when etcd answers
 //! a keep-alive with TTL 0 (the lease is gone), every lock under the lease is
-//! told at once ([`tusd_handler::LockSignals::mark_lost`]), and the next lock
+//! told at once ([`tusd_core::LockSignals::mark_lost`]), and the next lock
 //! gets a new lease. The lost lease is then revoked, retried until etcd
 //! confirms it, because after an outage etcd restores leases with a fresh
 //! TTL: without the revoke, the old keys would block their uploads for a
@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tusd_handler::LockSignals;
+use tusd_core::LockSignals;
 
 use crate::call::{classify, retry, Failure, ATTEMPT_TIMEOUT};
 use crate::connect::Endpoints;

@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn example() -> Result<(), etcd3locker::Error> {
 //! use etcd3locker::{connect, ConnectOptions, Etcd3Locker};
-//! use tusd_handler::StoreComposer;
+//! use tusd_core::StoreComposer;
 //!
 //! let client = connect(&ConnectOptions::new(vec!["http://127.0.0.1:2379".into()])).await?;
 //! let locker = Etcd3Locker::new(client);

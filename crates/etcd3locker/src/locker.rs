@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::Client;
 use tokio::time::Instant;
-use tusd_handler::{
+use tusd_core::{
     FencingToken, Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId,
 };
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::Instant;
-use tusd_handler::LockSignals;
+use tusd_core::LockSignals;
 
 /// The per-id queues of one locker.
 #[derive(Default)]

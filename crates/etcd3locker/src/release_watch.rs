@@ -21,7 +21,7 @@ use etcd_client::Client;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tusd_handler::LockSignals;
+use tusd_core::LockSignals;
 
 use crate::wait::request_release_on_waiter;
 

@@ -18,7 +18,7 @@ use etcd_client::{
 };
 use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
-use tusd_handler::LockSignals;
+use tusd_core::LockSignals;
 
 use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
 

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use tokio::io::AsyncWriteExt;
+use tusd_core::{DataStore, NewUpload, Terminater, UploadId};
 use tusd_filestore::FileStore;
-use tusd_handler::{DataStore, NewUpload, UploadId};
 
 struct Setup {
     dir: PathBuf,

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
-use tusd_handler::{ChunkStream, FencingToken, StoreError};
+use tusd_core::{ChunkStream, FencingToken, StoreError};
 
 use crate::blocking::{self, join_error};
 use crate::data_file::{self, Access};
@@ -261,7 +261,7 @@ mod tests {
     }
 
     fn paths_of(data: &std::path::Path) -> UploadPaths {
-        let id = tusd_handler::UploadId::parse(data.file_name().unwrap().to_str().unwrap());
+        let id = tusd_core::UploadId::parse(data.file_name().unwrap().to_str().unwrap());
         UploadPaths::new(data.parent().unwrap(), &id.unwrap())
     }
 

@@ -6,7 +6,7 @@
 
 use std::io;
 
-use tusd_handler::StoreError;
+use tusd_core::StoreError;
 
 /// Runs `f` on the blocking pool. The closure runs to completion even if
 /// the caller stops waiting, so a multi-step operation is never cut short.

@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use tusd_handler::StoreError;
+use tusd_core::StoreError;
 
 use crate::blocking::upload_io;
 

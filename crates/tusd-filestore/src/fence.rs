@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tusd_handler::{FencingToken, StoreError};
+use tusd_core::{FencingToken, StoreError};
 
 /// How many retired issuers a record remembers; the oldest goes first.
 const MAX_RETIRED: usize = 16;

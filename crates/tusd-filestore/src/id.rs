@@ -5,7 +5,7 @@
 //! directory. 128 bits from a CSPRNG make ids unguessable, which matters
 //! because knowing an id is all a client needs to append to an upload.
 
-use tusd_handler::UploadId;
+use tusd_core::UploadId;
 
 /// A new random id: 32 lowercase hex characters.
 pub(crate) fn new_upload_id() -> UploadId {

@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use tusd_handler::{StoreError, UploadInfo};
+use tusd_core::{StoreError, UploadInfo};
 
 use crate::blocking::upload_io;
 use crate::paths::UploadPaths;
@@ -128,7 +128,7 @@ pub(crate) fn create_new(path: &PathBuf) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tusd_handler::UploadId;
+    use tusd_core::UploadId;
 
     fn upload_in(dir: &std::path::Path) -> UploadPaths {
         let paths = UploadPaths::new(dir, &UploadId::parse("abc").unwrap());

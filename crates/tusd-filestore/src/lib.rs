@@ -20,7 +20,7 @@
 //!
 //! The store keeps nothing about an upload in memory between calls, so any
 //! number of processes may serve the same directory, provided a shared locker
-//! keeps one writer per upload (see `tusd_handler::Locker`); the fence makes
+//! keeps one writer per upload (see `tusd_core::Locker`); the fence makes
 //! the store itself refuse a writer the locker no longer vouches for.
 //!
 //! # Layout

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tusd_handler::UploadId;
+use tusd_core::UploadId;
 
 /// The suffix of the JSON state file, as tusd names it.
 pub(crate) const INFO_SUFFIX: &str = ".info";

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
-use tusd_handler::{
-    ChunkStream, DataStore, FencingToken, NewUpload, StoreComposer, StoreError, UploadId,
-    UploadInfo, UploadReader,
+use tusd_core::{
+    ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, NewUpload,
+    StoreComposer, StoreError, Terminater, Truncater, UploadId, UploadInfo, UploadReader,
 };
 
 use crate::append::append;
@@ -39,9 +39,16 @@ impl FileStore {
         Ok(FileStore { dir })
     }
 
-    /// Makes this store the composer's data store.
+    /// Makes this store the composer's data store, with every optional
+    /// capability: the file store can do all of them.
     pub fn use_in(self, composer: &mut StoreComposer) {
-        composer.use_store(Arc::new(self));
+        let store = Arc::new(self);
+        composer.use_core(store.clone());
+        composer.use_terminater(store.clone());
+        composer.use_concater(store.clone());
+        composer.use_length_deferrer(store.clone());
+        composer.use_truncater(store.clone());
+        composer.use_lister(store);
     }
 
     /// The directory the uploads live in.
@@ -103,6 +110,27 @@ impl DataStore for FileStore {
         append(self.paths(id), offset, fence, chunk).await
     }
 
+    /// The reader ends early if the upload holds fewer than `start + len`
+    /// bytes.
+    async fn read_range(
+        &self,
+        id: &UploadId,
+        start: u64,
+        len: u64,
+    ) -> Result<UploadReader, StoreError> {
+        let path = self.paths(id).data;
+        let file = blocking::run(move || data_file::open(&path, Access::Read)).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        file.seek(SeekFrom::Start(start)).await?;
+        Ok(Box::new(BufReader::with_capacity(
+            READ_BUFFER,
+            file.take(len),
+        )))
+    }
+}
+
+#[async_trait]
+impl Truncater for FileStore {
     async fn truncate(
         &self,
         id: &UploadId,
@@ -118,7 +146,10 @@ impl DataStore for FileStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl LengthDeferrer for FileStore {
     async fn declare_length(
         &self,
         id: &UploadId,
@@ -137,7 +168,10 @@ impl DataStore for FileStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Terminater for FileStore {
     /// Removes the data file first, then the `.info`, then the fencing
     /// record: if the process dies in between, the `.info` still lists the
     /// upload so a later sweep finishes the job. `NotFound` only when
@@ -169,7 +203,10 @@ impl DataStore for FileStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Concater for FileStore {
     /// Rewrites the final upload's data file from empty, so a retried concat
     /// cannot duplicate bytes, then records the total as its size.
     async fn concat(
@@ -197,25 +234,10 @@ impl DataStore for FileStore {
         })
         .await
     }
+}
 
-    /// The reader ends early if the upload holds fewer than `start + len`
-    /// bytes.
-    async fn read_range(
-        &self,
-        id: &UploadId,
-        start: u64,
-        len: u64,
-    ) -> Result<UploadReader, StoreError> {
-        let path = self.paths(id).data;
-        let file = blocking::run(move || data_file::open(&path, Access::Read)).await?;
-        let mut file = tokio::fs::File::from_std(file);
-        file.seek(SeekFrom::Start(start)).await?;
-        Ok(Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            file.take(len),
-        )))
-    }
-
+#[async_trait]
+impl Lister for FileStore {
     /// Every `{id}.info` in the directory, including uploads whose data file
     /// is missing, so that the expiration sweep can remove them.
     async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError> {

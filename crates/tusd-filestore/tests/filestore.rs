@@ -7,10 +7,11 @@ use std::io;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use tokio::io::AsyncReadExt;
-use tusd_filestore::FileStore;
-use tusd_handler::{
-    ChunkStream, DataStore, FencingToken, NewUpload, StoreComposer, StoreError, UploadId,
+use tusd_core::{
+    ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, NewUpload,
+    StoreComposer, StoreError, Terminater, Truncater, UploadId,
 };
+use tusd_filestore::FileStore;
 
 fn body(parts: &[&'static [u8]]) -> ChunkStream {
     let chunks: Vec<io::Result<Bytes>> = parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
@@ -394,11 +395,13 @@ async fn our_info_files_carry_exactly_tusds_field_names() {
 }
 
 #[tokio::test]
-async fn use_in_installs_the_store() {
+async fn use_in_installs_the_store_with_every_capability() {
     let dir = tempfile::tempdir().unwrap();
     let mut composer = StoreComposer::new();
     FileStore::new(dir.path()).unwrap().use_in(&mut composer);
-    let store = composer.store().unwrap();
+    let c = composer.capabilities();
+    assert!(c.termination && c.concatenation && c.defer_length && c.checksum && c.listing);
+    let store = composer.core().unwrap();
     let created = store.create_upload(sized(1)).await.unwrap();
     assert!(store.get_info(&id(&created.id)).await.is_ok());
 }

@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::checksum::Hasher;
-use crate::store::ChunkStream;
+use crate::ChunkStream;
 use crate::LockSignals;
 
 /// Why the body stopped flowing into the store.

@@ -45,6 +45,9 @@ pub enum HandlerError {
     TooManyRequests { retry_after: u64 },
     #[error("{0}")]
     Internal(String),
+    /// A hook's own answer: any status, headers and body, sent as given.
+    #[error("rejected with status {}", .0.status)]
+    Rejected(Box<crate::Rejection>),
 }
 
 impl HandlerError {
@@ -67,6 +70,7 @@ impl HandlerError {
             HandlerError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             HandlerError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HandlerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HandlerError::Rejected(r) => r.status,
         }
     }
 
@@ -124,13 +128,23 @@ impl From<LockError> for HandlerError {
 
 impl IntoResponse for HandlerError {
     fn into_response(self) -> Response {
+        if let HandlerError::Rejected(rejection) = self {
+            let crate::Rejection {
+                status,
+                headers,
+                body,
+            } = *rejection;
+            let mut response = (status, body).into_response();
+            response.headers_mut().extend(headers);
+            return response;
+        }
         let status = self.status();
         let mut response = (status, format!("{self}\n")).into_response();
         if status.is_server_error() {
             // Logged once, by the dispatcher, together with the upload id.
             response
                 .extensions_mut()
-                .insert(crate::handler::FailureReason(self.to_string()));
+                .insert(crate::request_log::FailureReason(self.to_string()));
         }
         if let HandlerError::ChecksumMismatch = self {
             // 460 has no standard reason phrase; give it tusd's.

@@ -5,65 +5,54 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Request, State as AxumState};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use http::{HeaderValue, Method};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{normalize_base_path, Config};
 use crate::drain;
 use crate::error::HandlerError;
+use crate::events::Hooks;
 use crate::headers::{check_tus_resumable, TUS_VERSION};
 use crate::metrics::Metrics;
 use crate::protocol::{core, creation, download, expiration, termination};
-use crate::rate_limit::CreationLimiter;
-use crate::{DataStore, Lock, Locker, StoreComposer, UploadId};
+use crate::request_log::{loggable, BytesStored, FailureReason};
+use crate::state::{BuildError, State};
+use crate::{StoreComposer, UploadId};
 
 /// A tus 1.0 server over one data store and one locker. Cheap to clone.
 #[derive(Clone)]
 pub struct TusHandler {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<State>,
 }
-
-pub(crate) struct Inner {
-    pub config: Config,
-    pub store: Arc<dyn DataStore>,
-    pub locker: Arc<dyn Locker>,
-    pub metrics: Metrics,
-    pub creations: CreationLimiter,
-    /// Cancelled at shutdown: in-flight bodies stop, keeping what they stored.
-    pub shutdown: CancellationToken,
-}
-
-/// Why a handler could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("the StoreComposer has no data store")]
-    NoStore,
-    #[error("the StoreComposer has no locker")]
-    NoLocker,
-}
-
-/// Number of bytes a request stored, attached to its response for the log line.
-#[derive(Clone, Copy)]
-pub(crate) struct BytesStored(pub u64);
 
 impl TusHandler {
-    /// Builds a handler from the composer's store and locker.
-    pub fn new(composer: &StoreComposer, mut config: Config) -> Result<TusHandler, BuildError> {
+    /// Builds a handler from the composer's store, its capabilities and
+    /// its locker.
+    pub fn new(composer: &StoreComposer, config: Config) -> Result<TusHandler, BuildError> {
+        TusHandler::build(composer, config, None)
+    }
+
+    /// Like [`TusHandler::new`], with `hooks` told of every upload event and
+    /// asked before every creation.
+    pub fn with_hooks(
+        composer: &StoreComposer,
+        config: Config,
+        hooks: Arc<dyn Hooks>,
+    ) -> Result<TusHandler, BuildError> {
+        TusHandler::build(composer, config, Some(hooks))
+    }
+
+    fn build(
+        composer: &StoreComposer,
+        mut config: Config,
+        hooks: Option<Arc<dyn Hooks>>,
+    ) -> Result<TusHandler, BuildError> {
         config.base_path = normalize_base_path(&config.base_path);
-        let inner = Inner {
-            creations: CreationLimiter::new(config.creations_per_minute),
-            store: composer.store().ok_or(BuildError::NoStore)?.clone(),
-            locker: composer.locker().ok_or(BuildError::NoLocker)?.clone(),
-            config,
-            metrics: Metrics::default(),
-            shutdown: CancellationToken::new(),
-        };
         Ok(TusHandler {
-            inner: Arc::new(inner),
+            inner: Arc::new(State::new(composer, config, hooks)?),
         })
     }
 
@@ -72,7 +61,7 @@ impl TusHandler {
     /// segments, so that every answer under the base (a 404 for a path that
     /// is no upload id included) carries `Tus-Resumable`.
     pub fn router(&self) -> Router {
-        let base = self.inner.config.base_path.clone();
+        let base = self.inner.config().base_path.clone();
         let mut router = Router::new()
             .route(&base, any(dispatch))
             .route(&format!("{base}{{*rest}}"), any(dispatch));
@@ -83,17 +72,17 @@ impl TusHandler {
     }
 
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.inner.config()
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
+        self.inner.metrics()
     }
 
     /// Starts shutdown: request bodies in flight stop at their next chunk and
     /// answer with the offset they reached, so their locks free up quickly.
     pub fn begin_shutdown(&self) {
-        self.inner.shutdown.cancel();
+        self.inner.shutdown().cancel();
     }
 
     /// Removes expired unfinished uploads every `interval`, until shutdown.
@@ -104,17 +93,6 @@ impl TusHandler {
     ) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
         tokio::spawn(async move { expiration::sweep_forever(&inner, interval).await })
-    }
-}
-
-impl Inner {
-    /// Takes `id`'s lock, waiting up to the configured timeout (423 after).
-    pub async fn lock(&self, id: &UploadId) -> Result<Lock, HandlerError> {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + self.config.acquire_lock_timeout;
-        let result = self.locker.lock(id, deadline).await;
-        self.metrics.lock_wait(started.elapsed(), result.is_ok());
-        Ok(result?)
     }
 }
 
@@ -132,34 +110,19 @@ fn effective_method(req: &Request) -> Method {
         .unwrap_or_else(|| req.method().clone())
 }
 
-/// A client-supplied value as it may appear in a log line: escaped, and
-/// cut to `max` characters, so no client can forge lines or fill the log.
-pub(crate) fn loggable(value: &str, max: usize) -> String {
-    let mut out: String = value.escape_debug().take(max).collect();
-    if value.escape_debug().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-/// The failure behind a 5xx answer, kept on the response so that the
-/// request's one log line can name it next to the upload id.
-#[derive(Clone)]
-pub(crate) struct FailureReason(pub String);
-
-async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Response {
+async fn dispatch(AxumState(inner): AxumState<Arc<State>>, req: Request<Body>) -> Response {
     let started = Instant::now();
     let method = effective_method(&req);
     let rest = req
         .uri()
         .path()
-        .strip_prefix(inner.config.base_path.as_str())
+        .strip_prefix(inner.config().base_path.as_str())
         .unwrap_or("")
         .to_owned();
     let id = UploadId::parse(&rest);
     // A body answered before its end is read on within bounds, so that the
     // answer reaches the client (or nginx) instead of a reset: see drain.rs.
-    let limits = drain::Limits::new(inner.config.network_timeout, inner.shutdown.clone());
+    let limits = drain::Limits::new(inner.config().network_timeout, inner.shutdown().clone());
     let req = drain::wrap_request(req, limits);
     // The request runs as a task of its own, so a client that disconnects
     // cannot cancel it halfway: bytes that arrived are written and the lock
@@ -190,7 +153,7 @@ async fn dispatch(State(inner): State<Arc<Inner>>, req: Request<Body>) -> Respon
         .extensions()
         .get::<BytesStored>()
         .map_or(0, |b| b.0);
-    inner.metrics.request(method.as_str(), status);
+    inner.metrics().request(method.as_str(), status);
     tracing::info!(
         target: "tusd::request",
         method = %loggable(method.as_str(), 16),
@@ -224,7 +187,7 @@ fn check_transfer_encoding(headers: &http::HeaderMap) -> Result<(), HandlerError
 }
 
 async fn route(
-    inner: &Inner,
+    inner: &State,
     method: &Method,
     rest: &str,
     id: Option<UploadId>,
@@ -238,18 +201,19 @@ async fn route(
     if *method != Method::GET {
         check_tus_resumable(req.headers())?;
     }
+    let origin = inner.origin(method, &req);
     if rest.is_empty() {
         return match *method {
-            Method::POST => creation::post(inner, req).await,
+            Method::POST => creation::post(inner, req, &origin).await,
             _ => Err(HandlerError::MethodNotAllowed),
         };
     }
     let id = id.ok_or(HandlerError::NotFound)?;
     match *method {
-        Method::HEAD => core::head(inner, &id, req.headers()).await,
-        Method::PATCH => core::patch(inner, &id, req).await,
-        Method::DELETE => termination::delete(inner, &id).await,
-        Method::GET => download::get(inner, &id, req).await,
+        Method::HEAD => core::head(inner, &id, req.headers(), &origin).await,
+        Method::PATCH => core::patch(inner, &id, req, &origin).await,
+        Method::DELETE => termination::delete(inner, &id, &origin).await,
+        Method::GET => download::get(inner, &id, req, &origin).await,
         _ => Err(HandlerError::MethodNotAllowed),
     }
 }
@@ -261,7 +225,10 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::{ChunkStream, FencingToken, NewUpload, StoreError, UploadInfo, UploadReader};
+    use crate::{
+        ChunkStream, DataStore, FencingToken, Lock, Locker, NewUpload, StoreError, UploadInfo,
+        UploadReader,
+    };
 
     /// One unfinished upload, "abc", 2 of 4 bytes stored.
     struct OneUpload;
@@ -291,37 +258,6 @@ mod tests {
         ) -> Result<u64, StoreError> {
             panic!("nothing may be written without the lock")
         }
-        async fn truncate(
-            &self,
-            _: &UploadId,
-            _: u64,
-            _: Option<&FencingToken>,
-        ) -> Result<(), StoreError> {
-            panic!("nothing may be changed without the lock")
-        }
-        async fn declare_length(
-            &self,
-            _: &UploadId,
-            _: u64,
-            _: Option<&FencingToken>,
-        ) -> Result<(), StoreError> {
-            panic!("nothing may be changed without the lock")
-        }
-        async fn terminate(
-            &self,
-            _: &UploadId,
-            _: Option<&FencingToken>,
-        ) -> Result<(), StoreError> {
-            panic!("nothing may be deleted without the lock")
-        }
-        async fn concat(
-            &self,
-            _: &UploadId,
-            _: &[UploadId],
-            _: Option<&FencingToken>,
-        ) -> Result<(), StoreError> {
-            unreachable!()
-        }
         async fn read_range(
             &self,
             _: &UploadId,
@@ -330,8 +266,16 @@ mod tests {
         ) -> Result<UploadReader, StoreError> {
             panic!("an unfinished upload is not read without the lock")
         }
-        async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
-            Ok(Vec::new())
+    }
+
+    #[async_trait]
+    impl crate::Terminater for OneUpload {
+        async fn terminate(
+            &self,
+            _: &UploadId,
+            _: Option<&FencingToken>,
+        ) -> Result<(), StoreError> {
+            panic!("nothing may be deleted without the lock")
         }
     }
 
@@ -351,9 +295,10 @@ mod tests {
         }
     }
 
-    fn handler() -> Arc<Inner> {
+    fn handler() -> Arc<State> {
         let mut composer = StoreComposer::new();
-        composer.use_store(Arc::new(OneUpload));
+        composer.use_core(Arc::new(OneUpload));
+        composer.use_terminater(Arc::new(OneUpload));
         composer.use_locker(Arc::new(HeldForever));
         let config = Config {
             acquire_lock_timeout: Duration::from_millis(20),
@@ -387,7 +332,7 @@ mod tests {
             request("GET", &[], ""),
         ] {
             let method = req.method().clone();
-            let response = dispatch(State(inner.clone()), req).await;
+            let response = dispatch(AxumState(inner.clone()), req).await;
             assert_eq!(response.status(), http::StatusCode::LOCKED, "{method}");
             assert_eq!(response.headers()["retry-after"], "1", "{method}");
             assert_eq!(response.headers()["tus-resumable"], TUS_VERSION);

@@ -4,12 +4,18 @@
 //! crate offers `use_in(&mut composer)`), then a [`TusHandler`] from it, and
 //! serve [`TusHandler::router`] in any axum application.
 //!
+//! The interfaces (uploads, [`DataStore`] and its optional capabilities,
+//! [`Locker`], [`StoreComposer`]) live in `tusd-core`, which has no HTTP, so
+//! store and locker crates need not compile this one; they are re-exported
+//! here so that an embedder needs only this crate.
+//!
 //! # Layout
-//! - [`composer`]: the [`StoreComposer`] that names a data store and a locker.
-//! - [`store`]: the [`DataStore`] interface and [`UploadInfo`], tusd's `.info` shape.
-//! - [`lock`]: the [`Locker`] interface, held [`Lock`]s, release requests and loss.
-//! - [`upload_id`]: which ids the handler lets through to a store.
 //! - [`handler`]: the routes and what every request goes through first.
+//! - `state`: the handler's shared state and the one place uploads change:
+//!   capability checks, the completion point (the store's `finish_upload`)
+//!   and the events.
+//! - [`events`]: upload events, the request they came from, and the
+//!   [`Hooks`] an embedder plugs in (events after, decisions before).
 //! - `protocol`: one module per tus extension (core, creation, termination,
 //!   concatenation, checksum, expiration, download).
 //! - `headers`: the one parser for each tus header.
@@ -17,31 +23,30 @@
 //! - `location`: upload URLs, proxy headers included.
 //! - `rate_limit`: the opt-in per-client limit on upload creation.
 //! - [`error`]: every failure and its status code, in one place.
+//! - `request_log`: what a request's one log line is built from.
 //! - [`metrics`]: Prometheus counters.
 //! - [`config`]: the handler's settings.
 //!
 //! This crate knows interfaces only: no concrete store, no locker, no etcd.
 
 mod body;
-pub mod composer;
 pub mod config;
 mod drain;
 pub mod error;
+pub mod events;
 pub mod handler;
 mod headers;
 mod location;
-pub mod lock;
 pub mod metrics;
 mod protocol;
 mod rate_limit;
-pub mod store;
-pub mod upload_id;
+mod request_log;
+mod state;
 
-pub use composer::StoreComposer;
 pub use config::Config;
 pub use error::HandlerError;
-pub use handler::{BuildError, TusHandler};
-pub use lock::{FencingToken, Lock, LockError, LockSignals, Locker, Release};
+pub use events::{EventKind, Hooks, Rejection, RequestInfo, UploadEvent};
+pub use handler::TusHandler;
 pub use metrics::Metrics;
-pub use store::{ChunkStream, DataStore, NewUpload, StoreError, UploadInfo, UploadReader};
-pub use upload_id::UploadId;
+pub use state::BuildError;
+pub use tusd_core::*;

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::events::EventKind;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -132,16 +134,14 @@ impl Metrics {
         self.bytes_received.inc_by(n);
     }
 
-    pub(crate) fn upload_created(&self) {
-        self.uploads_created.inc();
-    }
-
-    pub(crate) fn upload_finished(&self) {
-        self.uploads_finished.inc();
-    }
-
-    pub(crate) fn upload_terminated(&self) {
-        self.uploads_terminated.inc();
+    /// Counts an upload event (the state's event point calls this).
+    pub(crate) fn upload_event(&self, kind: EventKind) {
+        match kind {
+            EventKind::Created => self.uploads_created.inc(),
+            EventKind::Finished => self.uploads_finished.inc(),
+            EventKind::Terminated => self.uploads_terminated.inc(),
+            EventKind::Progress => return,
+        };
     }
 
     pub(crate) fn lock_wait(&self, waited: Duration, acquired: bool) {

@@ -4,7 +4,7 @@
 //! so two requests (typically a client's retry and its own zombie request
 //! whose connection has not timed out yet) never write the same upload at
 //! once. When a request finds the lock taken, it asks the holder to release
-//! ([`tusd_handler::LockSignals::request_release`]) and waits in line until
+//! ([`tusd_core::LockSignals::request_release`]) and waits in line until
 //! the lock is handed to it or its deadline passes. The holder sees the
 //! request, stops reading its body, keeps what it stored, answers and
 //! unlocks; the lock then goes straight to the longest waiting caller.
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tusd_handler::{
+use tusd_core::{
     FencingToken, Lock, LockError, LockSignals, Locker, Release, StoreComposer, UploadId,
 };
 

@@ -2,7 +2,7 @@
 //! password, and a wrong password is a clear error at connect time.
 
 use etcd3locker::{connect, ConnectOptions, Etcd3Locker};
-use tusd_handler::Locker;
+use tusd_core::Locker;
 use tusd_testsupport::{etcdctl, EtcdServer};
 
 use crate::{id, in_secs};

@@ -1,7 +1,7 @@
 //! Locking through a 3-member cluster while one member is down.
 
 use etcd3locker::{connect, ConnectOptions, Etcd3Locker};
-use tusd_handler::Locker;
+use tusd_core::Locker;
 use tusd_testsupport::EtcdCluster;
 
 use crate::{id, in_secs};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use etcd3locker::{connect, ConnectOptions, Etcd3Locker, LockerOptions};
 use etcd_client::Client;
 use tokio::time::Instant;
-use tusd_handler::{LockError, Locker};
+use tusd_core::{LockError, Locker};
 use tusd_testsupport::{EtcdCluster, EtcdMember, EtcdServer};
 
 use crate::proxy::CancelDroppingProxy;

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use etcd3locker::Etcd3Locker;
-use tusd_handler::{LockError, Locker};
+use tusd_core::{LockError, Locker};
 use tusd_testsupport::{etcdctl, etcdctl_lock, EtcdServer};
 
 use crate::{id, in_secs, keys, must};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use etcd3locker::{Etcd3Locker, LockerOptions};
-use tusd_handler::{LockError, Locker};
+use tusd_core::{LockError, Locker};
 use tusd_testsupport::EtcdServer;
 
 use crate::{eventually, id, in_secs, keys, lease_count, must};

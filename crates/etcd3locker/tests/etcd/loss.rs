@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use etcd3locker::{Etcd3Locker, LockerOptions};
-use tusd_handler::{LockError, Locker};
+use tusd_core::{LockError, Locker};
 use tusd_testsupport::{EtcdCluster, EtcdServer};
 
 use crate::{id, in_secs, keys, must};

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
 use tokio::time::Instant;
-use tusd_handler::{Lock, UploadId};
+use tusd_core::{Lock, UploadId};
 
 pub fn id(raw: &str) -> UploadId {
     UploadId::parse(raw).unwrap()

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use etcd3locker::{connect, ConnectOptions, Etcd3Locker};
-use tusd_handler::Locker;
+use tusd_core::Locker;
 use tusd_testsupport::{etcd_bin, ports::free_port};
 
 use crate::{id, in_secs};

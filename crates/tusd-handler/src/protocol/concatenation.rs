@@ -8,16 +8,16 @@
 use http::{HeaderMap, HeaderValue};
 
 use crate::error::HandlerError;
-use crate::handler::Inner;
 use crate::location::upload_url;
 use crate::protocol::core::check_max_size;
+use crate::state::{Origin, State};
 use crate::{Lock, UploadId, UploadInfo};
 
 /// Checks the list a client gives for a new final upload: within the limit
 /// and no partial twice. A partial named 4,000 times would turn a 160 KB
 /// header into 4,000 copies of its bytes on disk.
-pub fn check_partials(inner: &Inner, partials: &[UploadId]) -> Result<(), HandlerError> {
-    let max = inner.config.max_concat_partials;
+pub fn check_partials(state: &State, partials: &[UploadId]) -> Result<(), HandlerError> {
+    let max = state.config().max_concat_partials;
     if partials.len() > max {
         return Err(HandlerError::bad_request(format!(
             "Upload-Concat names {} partial uploads; at most {max} are allowed",
@@ -37,17 +37,17 @@ pub fn check_partials(inner: &Inner, partials: &[UploadId]) -> Result<(), Handle
 
 /// Checks that every id names a partial upload, and returns the final
 /// length when all of them are complete (`None` while some are not).
-pub async fn final_size(inner: &Inner, partials: &[UploadId]) -> Result<Option<u64>, HandlerError> {
+pub async fn final_size(state: &State, partials: &[UploadId]) -> Result<Option<u64>, HandlerError> {
     let mut total: Option<u64> = Some(0);
     for id in partials {
-        let info = match inner.store.get_info(id).await {
+        let info = match state.info(id).await {
             Ok(info) => info,
-            Err(crate::StoreError::NotFound) => {
+            Err(HandlerError::NotFound) => {
                 return Err(HandlerError::bad_request(format!(
                     "Upload-Concat names unknown upload {id}"
                 )))
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         if !info.is_partial {
             return Err(HandlerError::bad_request(format!(
@@ -60,7 +60,7 @@ pub async fn final_size(inner: &Inner, partials: &[UploadId]) -> Result<Option<u
         };
     }
     if let Some(total) = total {
-        check_max_size(inner, total)?;
+        check_max_size(state, total)?;
     }
     Ok(total)
 }
@@ -68,10 +68,11 @@ pub async fn final_size(inner: &Inner, partials: &[UploadId]) -> Result<Option<u
 /// Joins a waiting final upload once its partials are complete, under the
 /// final upload's `lock`, which the caller holds.
 pub async fn finish_if_ready(
-    inner: &Inner,
+    state: &State,
     id: &UploadId,
     info: UploadInfo,
     lock: &Lock,
+    origin: &Origin,
 ) -> Result<UploadInfo, HandlerError> {
     if !info.is_final || info.is_complete() {
         return Ok(info);
@@ -87,7 +88,7 @@ pub async fn finish_if_ready(
         .collect::<Result<_, _>>()?;
     // A partial that is gone now (deleted after the final was created) is
     // no fault of this request: the final can never complete, which is 410.
-    let size = final_size(inner, &partials).await.map_err(|e| match e {
+    let size = final_size(state, &partials).await.map_err(|e| match e {
         HandlerError::BadRequest(reason) => HandlerError::GoneFor(format!(
             "this final upload can never be completed: {reason}"
         )),
@@ -96,25 +97,22 @@ pub async fn finish_if_ready(
     if size.is_none() {
         return Ok(info);
     }
-    inner
-        .store
-        .concat(id, &partials, lock.fencing_token())
-        .await?;
-    inner.metrics.upload_finished();
-    Ok(inner.store.get_info(id).await?)
+    state
+        .concat(id, &partials, lock.fencing_token(), origin)
+        .await
 }
 
 /// `Upload-Concat` for HEAD: `partial`, or `final;` and the partials' URLs,
 /// absolute like `Location` (tusd answers the same way), so a client can use
 /// them as they are.
-pub fn header_value(inner: &Inner, request: &HeaderMap, info: &UploadInfo) -> Option<HeaderValue> {
+pub fn header_value(state: &State, request: &HeaderMap, info: &UploadInfo) -> Option<HeaderValue> {
     if info.is_partial {
         return Some(HeaderValue::from_static("partial"));
     }
     if !info.is_final {
         return None;
     }
-    let config = &inner.config;
+    let config = state.config();
     let urls: Vec<String> = info
         .partial_uploads
         .iter()

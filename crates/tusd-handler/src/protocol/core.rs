@@ -7,23 +7,17 @@ use http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use crate::body::{chunk_stream, BodyEnd, BodyRules};
 use crate::error::HandlerError;
-use crate::handler::{BytesStored, Inner};
 use crate::headers::{self, MAX_LENGTH, TUS_VERSION};
 use crate::protocol::checksum::{Checksum, ALGORITHMS};
 use crate::protocol::{concatenation, expiration};
+use crate::request_log::BytesStored;
+use crate::state::{Origin, State};
 use crate::{Lock, UploadId, UploadInfo};
 
 /// OPTIONS: what this server supports.
-pub fn options(inner: &Inner) -> Response {
-    let config = &inner.config;
-    let mut extensions = vec!["creation", "creation-with-upload", "creation-defer-length"];
-    if !config.disable_termination {
-        extensions.push("termination");
-    }
-    extensions.extend(["concatenation", "concatenation-unfinished", "checksum"]);
-    if config.expire_after.is_some() {
-        extensions.push("expiration");
-    }
+pub fn options(state: &State) -> Response {
+    let config = state.config();
+    let extensions = state.extensions();
     let mut response = StatusCode::NO_CONTENT.into_response();
     let h = response.headers_mut();
     h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
@@ -31,10 +25,12 @@ pub fn options(inner: &Inner) -> Response {
         "tus-extension",
         HeaderValue::from_str(&extensions.join(",")).expect("ascii"),
     );
-    h.insert(
-        "tus-checksum-algorithm",
-        HeaderValue::from_static(ALGORITHMS),
-    );
+    if state.checks_checksums() {
+        h.insert(
+            "tus-checksum-algorithm",
+            HeaderValue::from_static(ALGORITHMS),
+        );
+    }
     if config.max_size > 0 {
         h.insert("tus-max-size", HeaderValue::from(config.max_size));
     }
@@ -44,26 +40,31 @@ pub fn options(inner: &Inner) -> Response {
 /// Reads an upload's state the way a client may rely on: a finished upload
 /// as it is, an unfinished one under its lock (which also asks a zombie
 /// PATCH on it to stop, so the client's resume proceeds at once).
-pub async fn settled_info(inner: &Inner, id: &UploadId) -> Result<UploadInfo, HandlerError> {
-    let info = inner.store.get_info(id).await?;
+pub async fn settled_info(
+    state: &State,
+    id: &UploadId,
+    origin: &Origin,
+) -> Result<UploadInfo, HandlerError> {
+    let info = state.info(id).await?;
     if info.is_complete() {
         return Ok(info);
     }
-    let lock = inner.lock(id).await?;
-    let info = inner.store.get_info(id).await?;
-    let info = concatenation::finish_if_ready(inner, id, info, &lock).await?;
+    let lock = state.lock(id).await?;
+    let info = state.info(id).await?;
+    let info = concatenation::finish_if_ready(state, id, info, &lock, origin).await?;
     let _ = lock.unlock().await;
-    expiration::check(inner, &info)?;
+    expiration::check(state, &info)?;
     Ok(info)
 }
 
 /// HEAD: where the upload stands.
 pub async fn head(
-    inner: &Inner,
+    state: &State,
     id: &UploadId,
     request: &HeaderMap,
+    origin: &Origin,
 ) -> Result<Response, HandlerError> {
-    let info = settled_info(inner, id).await?;
+    let info = settled_info(state, id, origin).await?;
     let mut response = StatusCode::OK.into_response();
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -83,15 +84,20 @@ pub async fn head(
             h.insert("upload-metadata", v);
         }
     }
-    if let Some(concat) = concatenation::header_value(inner, request, &info) {
+    if let Some(concat) = concatenation::header_value(state, request, &info) {
         h.insert("upload-concat", concat);
     }
-    expiration::add_header(inner, &info, h);
+    expiration::add_header(state, &info, h);
     Ok(response)
 }
 
 /// PATCH: append the body at the client's offset.
-pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Response, HandlerError> {
+pub async fn patch(
+    state: &State,
+    id: &UploadId,
+    req: Request,
+    origin: &Origin,
+) -> Result<Response, HandlerError> {
     let (parts, body) = req.into_parts();
     if !headers::is_offset_octet_stream(&parts.headers) {
         return Err(HandlerError::UnsupportedMediaType);
@@ -99,10 +105,15 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
     let offset = headers::upload_offset(&parts.headers)?;
     let declared_length = headers::upload_length(&parts.headers)?;
     let checksum = headers::upload_checksum(&parts.headers)?;
+    if checksum.is_some() && !state.checks_checksums() {
+        return Err(HandlerError::NotImplemented(
+            "this server's store does not support the checksum extension".into(),
+        ));
+    }
 
-    let lock = inner.lock(id).await?;
-    let mut info = inner.store.get_info(id).await?;
-    expiration::check(inner, &info)?;
+    let lock = state.lock(id).await?;
+    let mut info = state.info(id).await?;
+    expiration::check(state, &info)?;
     if info.is_final {
         return Err(HandlerError::Forbidden("a final upload cannot be patched"));
     }
@@ -113,17 +124,27 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
         });
     }
     if let Some(length) = declared_length {
-        declare_length(inner, id, &lock, &mut info, length).await?;
+        declare_length(state, &lock, &mut info, length, origin).await?;
     }
     let before = info.offset;
-    let info = receive(inner, id, &lock, info, &parts.headers, checksum, body).await?;
+    let info = receive(
+        state,
+        id,
+        &lock,
+        info,
+        &parts.headers,
+        checksum,
+        body,
+        origin,
+    )
+    .await?;
     let _ = lock.unlock().await;
 
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
         .insert("upload-offset", HeaderValue::from(info.offset));
-    expiration::add_header(inner, &info, response.headers_mut());
+    expiration::add_header(state, &info, response.headers_mut());
     response
         .extensions_mut()
         .insert(BytesStored(info.offset - before));
@@ -132,11 +153,11 @@ pub async fn patch(inner: &Inner, id: &UploadId, req: Request) -> Result<Respons
 
 /// Fixes a deferred length (creation-defer-length), or checks a repeated one.
 async fn declare_length(
-    inner: &Inner,
-    id: &UploadId,
+    state: &State,
     lock: &Lock,
     info: &mut UploadInfo,
     length: u64,
+    origin: &Origin,
 ) -> Result<(), HandlerError> {
     if !info.size_is_deferred {
         return match length == info.size {
@@ -151,19 +172,13 @@ async fn declare_length(
             "Upload-Length is smaller than the upload's offset",
         ));
     }
-    check_max_size(inner, length)?;
-    inner
-        .store
-        .declare_length(id, length, lock.fencing_token())
-        .await?;
-    info.size = length;
-    info.size_is_deferred = false;
-    Ok(())
+    check_max_size(state, length)?;
+    state.declare_length(info, length, lock, origin).await
 }
 
 /// 413 when `length` is above the server's limit.
-pub fn check_max_size(inner: &Inner, length: u64) -> Result<(), HandlerError> {
-    let max = inner.config.max_size;
+pub fn check_max_size(state: &State, length: u64) -> Result<(), HandlerError> {
+    let max = state.config().max_size;
     if max > 0 && length > max {
         return Err(HandlerError::TooLarge(format!(
             "upload length {length} exceeds the maximum size {max}"
@@ -178,17 +193,19 @@ pub fn check_max_size(inner: &Inner, length: u64) -> Result<(), HandlerError> {
 ///
 /// Bytes that reached the store stay stored whatever happens after, except
 /// a chunk whose checksum does not match, which is cut off again.
+#[allow(clippy::too_many_arguments)]
 pub async fn receive(
-    inner: &Inner,
+    state: &State,
     id: &UploadId,
     lock: &Lock,
     mut info: UploadInfo,
     headers: &HeaderMap,
     checksum: Option<Checksum>,
     body: Body,
+    origin: &Origin,
 ) -> Result<UploadInfo, HandlerError> {
     let room = if info.size_is_deferred {
-        match inner.config.max_size {
+        match state.config().max_size {
             0 => MAX_LENGTH,
             max => max,
         }
@@ -204,26 +221,22 @@ pub async fn receive(
         }
     }
     let start = info.offset;
-    let was_complete = info.is_complete();
     let (chunks, report) = chunk_stream(
         body,
         BodyRules {
             limit: room,
-            signals: match inner.config.fault_ignore_lock_signals {
+            signals: match state.config().fault_ignore_lock_signals {
                 false => lock.signals().clone(),
                 true => crate::LockSignals::new(),
             },
-            shutdown: inner.shutdown.clone(),
-            idle_timeout: inner.config.network_timeout,
+            shutdown: state.shutdown().clone(),
+            idle_timeout: state.config().network_timeout,
             hasher: checksum.as_ref().map(|c| c.algorithm.hasher()),
         },
     );
-    let written = inner
-        .store
-        .write_chunk(id, start, lock.fencing_token(), chunks)
-        .await;
+    let written = state.write(id, start, lock, chunks).await;
     let outcome = report.outcome();
-    inner.metrics.bytes_received(outcome.received);
+    state.metrics().bytes_received(outcome.received);
 
     if outcome.end == BodyEnd::LockLost {
         return Err(HandlerError::Locked(
@@ -238,21 +251,18 @@ pub async fn receive(
             start + n
         }
         // A client that went away is no server error: keep what arrived.
-        Err(_) if outcome.end == BodyEnd::Broken => inner.store.get_info(id).await?.offset,
+        Err(_) if outcome.end == BodyEnd::Broken => state.info(id).await?.offset,
         Err(e) => return Err(e.into()),
     };
     if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
         if digest != checksum.expected {
-            inner
-                .store
-                .truncate(id, start, lock.fencing_token())
-                .await?;
+            state.discard_chunk(id, start, lock).await?;
             return Err(HandlerError::ChecksumMismatch);
         }
     }
-    if !was_complete && info.is_complete() {
-        inner.metrics.upload_finished();
-    }
+    state
+        .received(&info, info.offset - start, lock, origin)
+        .await?;
     if outcome.end == BodyEnd::TooLong {
         return Err(HandlerError::TooLarge(
             "body is longer than the upload's remaining length; the excess was not stored".into(),

@@ -5,25 +5,26 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::error::HandlerError;
-use crate::handler::{BytesStored, Inner};
 use crate::headers::{self, Concat};
 use crate::location::upload_url;
 use crate::protocol::core::{check_max_size, receive};
 use crate::protocol::{concatenation, expiration};
 use crate::rate_limit::client_address;
+use crate::request_log::BytesStored;
+use crate::state::{Origin, State};
 use crate::{NewUpload, UploadId};
 
 /// POST: creates an upload, and stores the body too when it is upload bytes.
-pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError> {
-    if let Some(client) = client_address(&req, inner.config.behind_proxy) {
-        inner
-            .creations
+pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Response, HandlerError> {
+    if let Some(client) = client_address(&req, state.config().behind_proxy) {
+        state
+            .creations()
             .admit(client, std::time::Instant::now())
             .map_err(|retry_after| HandlerError::TooManyRequests { retry_after })?;
     }
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
-    let concat = headers::upload_concat(headers, &inner.config.base_path)?;
+    let concat = headers::upload_concat(headers, &state.config().base_path)?;
     let metadata = headers::upload_metadata(headers)?;
     let deferred = headers::upload_defer_length(headers)?;
     let length = headers::upload_length(headers)?;
@@ -40,13 +41,13 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
     let mut final_ready = false;
     match concat {
         Concat::Final(partials) => {
-            concatenation::check_partials(inner, &partials)?;
+            concatenation::check_partials(state, &partials)?;
             if length.is_some() || deferred {
                 return Err(HandlerError::bad_request(
                     "a final upload takes its length from its partial uploads",
                 ));
             }
-            upload.size = concatenation::final_size(inner, &partials).await?;
+            upload.size = concatenation::final_size(state, &partials).await?;
             final_ready = upload.size.is_some();
             upload.is_final = true;
             upload.partial_uploads = partials;
@@ -70,7 +71,7 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
         }
     }
     if let Some(size) = upload.size {
-        check_max_size(inner, size)?;
+        check_max_size(state, size)?;
         // Refuse an oversized creation-with-upload body before anything exists.
         if with_upload && !upload.is_final {
             if let Some(body_length) = headers::content_length(headers)? {
@@ -83,37 +84,29 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
         }
     }
 
+    state.pre_create(origin, &mut upload).await?;
     let partials = upload.partial_uploads.clone();
-    let mut info = inner.store.create_upload(upload).await?;
-    inner.metrics.upload_created();
-    // An empty upload is finished the moment it exists (a final one counts
-    // when it is joined below).
-    if !final_ready && info.is_complete() {
-        inner.metrics.upload_finished();
-    }
-    info.modified.get_or_insert_with(std::time::SystemTime::now);
+    let mut info = state.create(upload, origin).await?;
     let id = UploadId::parse(&info.id).ok_or_else(|| {
         HandlerError::Internal(format!("store generated invalid id {:?}", info.id))
     })?;
     if final_ready {
         // Nobody else knows the new id yet, so there is no lock to fence with.
-        inner.store.concat(&id, &partials, None).await?;
-        info = inner.store.get_info(&id).await?;
-        inner.metrics.upload_finished();
+        info = state.concat(&id, &partials, None, origin).await?;
     }
 
     let location = upload_url(
         headers,
-        inner.config.behind_proxy,
-        &inner.config.base_path,
+        state.config().behind_proxy,
+        &state.config().base_path,
         &id,
     );
     let mut response = StatusCode::CREATED.into_response();
     let mut stored = 0;
     if with_upload && !info.is_final {
-        let lock = inner.lock(&id).await?;
+        let lock = state.lock(&id).await?;
         let before = info.offset;
-        let result = receive(inner, &id, &lock, info, headers, checksum, body).await;
+        let result = receive(state, &id, &lock, info, headers, checksum, body, origin).await;
         let _ = lock.unlock().await;
         // The upload exists either way: a failed first chunk must still tell
         // the client where to resume.
@@ -139,7 +132,7 @@ pub async fn post(inner: &Inner, req: Request) -> Result<Response, HandlerError>
         header::LOCATION,
         HeaderValue::from_str(&location).expect("built from checked parts"),
     );
-    expiration::add_header(inner, &info, h);
+    expiration::add_header(state, &info, h);
     response.extensions_mut().insert(BytesStored(stored));
     Ok(response)
 }

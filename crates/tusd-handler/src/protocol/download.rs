@@ -13,8 +13,8 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio_util::io::ReaderStream;
 
 use crate::error::HandlerError;
-use crate::handler::Inner;
 use crate::protocol::core::settled_info;
+use crate::state::{Origin, State};
 use crate::{UploadId, UploadInfo};
 
 /// Types a browser may render inline without risk of running script in our
@@ -39,17 +39,22 @@ const INLINE_TYPES: &[&str] = &[
     "application/ogg",
 ];
 
-pub async fn get(inner: &Inner, id: &UploadId, req: Request) -> Result<Response, HandlerError> {
-    if inner.config.disable_download {
+pub async fn get(
+    state: &State,
+    id: &UploadId,
+    req: Request,
+    origin: &Origin,
+) -> Result<Response, HandlerError> {
+    if state.config().disable_download {
         return Err(HandlerError::MethodNotAllowed);
     }
-    let info = settled_info(inner, id).await?;
+    let info = settled_info(state, id, origin).await?;
     let size = info.offset;
     let (status, start, len) = match requested_range(req.headers(), size)? {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         None => (StatusCode::OK, 0, size),
     };
-    let reader = inner.store.read_range(id, start, len).await?;
+    let reader = state.read_range(id, start, len).await?;
     let mut response = (status, Body::from_stream(ReaderStream::new(reader))).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

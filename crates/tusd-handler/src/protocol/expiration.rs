@@ -9,29 +9,29 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderValue};
 
 use crate::error::HandlerError;
-use crate::handler::Inner;
+use crate::state::State;
 use crate::UploadInfo;
 
 /// When `info` expires, if expiration is on and the upload is unfinished.
-pub fn expires_at(inner: &Inner, info: &UploadInfo) -> Option<SystemTime> {
-    let after = inner.config.expire_after?;
-    if info.is_complete() {
+pub fn expires_at(state: &State, info: &UploadInfo) -> Option<SystemTime> {
+    let after = state.config().expire_after?;
+    if info.is_complete() || !state.expires() {
         return None;
     }
     Some(info.modified? + after)
 }
 
 /// 410 for an expired upload.
-pub fn check(inner: &Inner, info: &UploadInfo) -> Result<(), HandlerError> {
-    match expires_at(inner, info) {
+pub fn check(state: &State, info: &UploadInfo) -> Result<(), HandlerError> {
+    match expires_at(state, info) {
         Some(at) if at <= SystemTime::now() => Err(HandlerError::Gone),
         _ => Ok(()),
     }
 }
 
 /// Adds `Upload-Expires` when the upload will expire.
-pub fn add_header(inner: &Inner, info: &UploadInfo, headers: &mut HeaderMap) {
-    let Some(at) = expires_at(inner, info) else {
+pub fn add_header(state: &State, info: &UploadInfo, headers: &mut HeaderMap) {
+    let Some(at) = expires_at(state, info) else {
         return;
     };
     if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
@@ -40,11 +40,11 @@ pub fn add_header(inner: &Inner, info: &UploadInfo, headers: &mut HeaderMap) {
 }
 
 /// Removes every expired upload once; returns how many went.
-pub async fn sweep(inner: &Inner) -> usize {
-    if inner.config.expire_after.is_none() {
+pub async fn sweep(state: &State) -> usize {
+    if !state.expires() {
         return 0;
     }
-    let ids = match inner.store.list_uploads().await {
+    let ids = match state.list_uploads().await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(error = %e, "expiration sweep could not list uploads");
@@ -53,28 +53,28 @@ pub async fn sweep(inner: &Inner) -> usize {
     };
     let mut removed = 0;
     for id in ids {
-        let Ok(info) = inner.store.get_info(&id).await else {
+        let Ok(info) = state.info(&id).await else {
             continue;
         };
-        if check(inner, &info).is_ok() {
+        if check(state, &info).is_ok() {
             continue;
         }
         // Under the lock, and re-checked: a PATCH may have revived it.
-        let Ok(lock) = inner.lock(&id).await else {
+        let Ok(lock) = state.lock(&id).await else {
             continue;
         };
-        let still_expired = match inner.store.get_info(&id).await {
-            Ok(info) => check(inner, &info).is_err(),
-            Err(_) => false,
+        let still_expired = match state.info(&id).await {
+            Ok(info) if check(state, &info).is_err() => Some(info),
+            _ => None,
         };
-        if still_expired
-            && inner
-                .store
-                .terminate(&id, lock.fencing_token())
+        let terminated = match still_expired {
+            Some(info) => state
+                .terminate(&info, lock.fencing_token(), &None)
                 .await
-                .is_ok()
-        {
-            inner.metrics.upload_terminated();
+                .is_ok(),
+            None => false,
+        };
+        if terminated {
             removed += 1;
             tracing::info!(id = %id, "removed expired upload");
         }
@@ -84,15 +84,15 @@ pub async fn sweep(inner: &Inner) -> usize {
 }
 
 /// Sweeps every `interval` until the handler shuts down.
-pub async fn sweep_forever(inner: &Inner, interval: Duration) {
-    if inner.config.expire_after.is_none() {
+pub async fn sweep_forever(state: &State, interval: Duration) {
+    if !state.expires() {
         return;
     }
     loop {
         tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
+            _ = state.shutdown().cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        sweep(inner).await;
+        sweep(state).await;
     }
 }

@@ -4,18 +4,21 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use crate::error::HandlerError;
-use crate::handler::Inner;
+use crate::state::{Origin, State};
 use crate::UploadId;
 
 /// DELETE: under the lock, so no PATCH is mid-write when the files go.
-pub async fn delete(inner: &Inner, id: &UploadId) -> Result<Response, HandlerError> {
-    if inner.config.disable_termination {
+pub async fn delete(
+    state: &State,
+    id: &UploadId,
+    origin: &Origin,
+) -> Result<Response, HandlerError> {
+    if state.config().disable_termination {
         return Err(HandlerError::MethodNotAllowed);
     }
-    let lock = inner.lock(id).await?;
-    inner.store.get_info(id).await?;
-    inner.store.terminate(id, lock.fencing_token()).await?;
+    let lock = state.lock(id).await?;
+    let info = state.info(id).await?;
+    state.terminate(&info, lock.fencing_token(), origin).await?;
     let _ = lock.unlock().await;
-    inner.metrics.upload_terminated();
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -5,70 +5,31 @@
 //! every call that changes an upload, so a store only has to be safe for one
 //! writer per upload at a time (and for any number of readers of finished
 //! uploads).
-
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+//!
+//! As in tusd, the interface is a minimum plus optional capabilities. Every
+//! store implements [`DataStore`]: create, read state, append, read back,
+//! finish. What not every storage can do is a trait of its own, which a
+//! store implements only if it can, and which the composer records with its
+//! own `use_*` call:
+//!
+//! | trait | tus extension it enables | tusd's name |
+//! |---|---|---|
+//! | [`Terminater`] | termination (DELETE) | `TerminaterDataStore` |
+//! | [`Concater`] | concatenation | `ConcaterDataStore` |
+//! | [`LengthDeferrer`] | creation-defer-length | `LengthDeferrerDataStore` |
+//! | [`Truncater`] | checksum (a mismatching chunk is cut off again) | none |
+//! | [`Lister`] | expiration (with [`Terminater`]: the sweep) | none |
+//!
+//! The handler advertises in `Tus-Extension` only what the composed store
+//! offers and answers a request that needs a missing one with 501, as tusd
+//! does.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
-use crate::{FencingToken, UploadId};
-
-/// The state of one upload, serialised with the same field names as tusd's
-/// `FileInfo` so that a tusd upload directory can be served as it is.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct UploadInfo {
-    #[serde(rename = "ID")]
-    pub id: String,
-    /// Total length in bytes; meaningless while `size_is_deferred`.
-    pub size: u64,
-    pub size_is_deferred: bool,
-    /// Bytes stored so far.
-    pub offset: u64,
-    #[serde(rename = "MetaData", default, deserialize_with = "null_as_default")]
-    pub metadata: BTreeMap<String, String>,
-    pub is_partial: bool,
-    pub is_final: bool,
-    /// Ids of the partial uploads a final upload is made of, in order.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub partial_uploads: Vec<String>,
-    /// Store-specific details (tusd's filestore writes Type, Path, InfoPath).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub storage: BTreeMap<String, String>,
-    /// Last time bytes or state changed; drives expiration. Not serialised:
-    /// stores derive it (the file store from the data file's mtime).
-    #[serde(skip)]
-    pub modified: Option<SystemTime>,
-}
-
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-impl UploadInfo {
-    /// True once every declared byte is stored (never while the length is deferred).
-    pub fn is_complete(&self) -> bool {
-        !self.size_is_deferred && self.offset == self.size
-    }
-}
-
-/// What the handler asks a store to create; the store chooses the id.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct NewUpload {
-    pub size: Option<u64>,
-    pub metadata: BTreeMap<String, String>,
-    pub is_partial: bool,
-    pub is_final: bool,
-    pub partial_uploads: Vec<UploadId>,
-}
+use crate::{FencingToken, NewUpload, UploadId, UploadInfo};
 
 /// A request body as the store receives it: chunks in order. The stream
 /// ends early (cleanly) when the handler wants the store to stop, e.g. on a
@@ -99,9 +60,9 @@ pub enum StoreError {
     OffsetMoved { expected: u64, actual: u64 },
 }
 
-/// Persistence for uploads. Implementations: `tusd-filestore`.
+/// The minimum every store offers. Implementations: `tusd-filestore`.
 ///
-/// Contracts every implementation keeps:
+/// Contracts every implementation keeps (and every capability trait too):
 /// - `get_info` reports the offset as the number of bytes durably handed to
 ///   the storage, so after any failure the handler re-reads it rather than
 ///   trusting its own count.
@@ -137,38 +98,21 @@ pub trait DataStore: Send + Sync + 'static {
         chunk: ChunkStream,
     ) -> Result<u64, StoreError>;
 
-    /// Cuts the upload back to `offset` bytes; used to discard a chunk whose
-    /// checksum did not match.
-    async fn truncate(
-        &self,
-        id: &UploadId,
-        offset: u64,
-        fence: Option<&FencingToken>,
-    ) -> Result<(), StoreError>;
-
-    /// Fixes the length of an upload created with a deferred length.
-    async fn declare_length(
-        &self,
-        id: &UploadId,
-        size: u64,
-        fence: Option<&FencingToken>,
-    ) -> Result<(), StoreError>;
-
-    /// Deletes the upload's bytes and state.
-    async fn terminate(
+    /// Called exactly once per upload, under its lock, when its last byte is
+    /// stored (or a final upload's concatenation is done) and before the
+    /// client is told: where a store commits what it staged (an object
+    /// store completes its multipart upload). When it fails, the upload
+    /// stays unfinished as far as the handler is concerned and the call is
+    /// made again by the next request that finds every byte stored. The
+    /// default does nothing, for stores whose bytes are final as written.
+    async fn finish_upload(
         &self,
         id: &UploadId,
         fence: Option<&FencingToken>,
-    ) -> Result<(), StoreError>;
-
-    /// Fills the final upload `id` with the bytes of `partials`, in order, and
-    /// marks it complete. The partials are complete and stay as they are.
-    async fn concat(
-        &self,
-        id: &UploadId,
-        partials: &[UploadId],
-        fence: Option<&FencingToken>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let _ = (id, fence);
+        Ok(())
+    }
 
     /// A reader over `len` bytes starting at `start`.
     async fn read_range(
@@ -177,7 +121,61 @@ pub trait DataStore: Send + Sync + 'static {
         start: u64,
         len: u64,
     ) -> Result<UploadReader, StoreError>;
+}
 
-    /// Every upload id the store holds; used by the expiration sweep.
+/// Deletes uploads: the termination extension.
+#[async_trait]
+pub trait Terminater: Send + Sync + 'static {
+    /// Deletes the upload's bytes and state.
+    async fn terminate(
+        &self,
+        id: &UploadId,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Builds a final upload from partial ones: the concatenation extension.
+#[async_trait]
+pub trait Concater: Send + Sync + 'static {
+    /// Fills the final upload `id` with the bytes of `partials`, in order, and
+    /// marks it complete. The partials are complete and stay as they are.
+    async fn concat(
+        &self,
+        id: &UploadId,
+        partials: &[UploadId],
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Fixes a length declared late: the creation-defer-length extension.
+#[async_trait]
+pub trait LengthDeferrer: Send + Sync + 'static {
+    /// Fixes the length of an upload created with a deferred length.
+    async fn declare_length(
+        &self,
+        id: &UploadId,
+        size: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Cuts an upload back: what the checksum extension needs to discard a
+/// chunk whose checksum did not match, so that it leaves no trace.
+#[async_trait]
+pub trait Truncater: Send + Sync + 'static {
+    /// Cuts the upload back to `offset` bytes, which is never less than the
+    /// offset before the chunk being discarded.
+    async fn truncate(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Enumerates uploads: what the expiration sweep needs to find old ones.
+#[async_trait]
+pub trait Lister: Send + Sync + 'static {
+    /// Every upload id the store holds.
     async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError>;
 }

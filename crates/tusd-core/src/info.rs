@@ -1,0 +1,61 @@
+//! The state of an upload, as stores keep it and the handler reads it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::UploadId;
+
+/// The state of one upload, serialised with the same field names as tusd's
+/// `FileInfo` so that a tusd upload directory can be served as it is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UploadInfo {
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Total length in bytes; meaningless while `size_is_deferred`.
+    pub size: u64,
+    pub size_is_deferred: bool,
+    /// Bytes stored so far.
+    pub offset: u64,
+    #[serde(rename = "MetaData", default, deserialize_with = "null_as_default")]
+    pub metadata: BTreeMap<String, String>,
+    pub is_partial: bool,
+    pub is_final: bool,
+    /// Ids of the partial uploads a final upload is made of, in order.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub partial_uploads: Vec<String>,
+    /// Store-specific details (tusd's filestore writes Type, Path, InfoPath).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub storage: BTreeMap<String, String>,
+    /// Last time bytes or state changed; drives expiration. Not serialised:
+    /// stores derive it (the file store from the data file's mtime).
+    #[serde(skip)]
+    pub modified: Option<SystemTime>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl UploadInfo {
+    /// True once every declared byte is stored (never while the length is deferred).
+    pub fn is_complete(&self) -> bool {
+        !self.size_is_deferred && self.offset == self.size
+    }
+}
+
+/// What the handler asks a store to create; the store chooses the id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewUpload {
+    pub size: Option<u64>,
+    pub metadata: BTreeMap<String, String>,
+    pub is_partial: bool,
+    pub is_final: bool,
+    pub partial_uploads: Vec<UploadId>,
+}

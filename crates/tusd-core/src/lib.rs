@@ -1,0 +1,32 @@
+//! The interfaces of tusd-rs, without HTTP: what a data store, a locker and
+//! the protocol handler agree on.
+//!
+//! A store or locker crate depends on this crate alone, so it compiles no
+//! web framework and no hash; the handler (`tusd-handler`) depends on it too
+//! and re-exports everything here for embedders.
+//!
+//! # Layout
+//! - [`upload_id`]: which ids may reach a store or a lock name.
+//! - [`info`]: [`UploadInfo`], the state of an upload in tusd's `.info`
+//!   shape, and [`NewUpload`], what creation asks for.
+//! - [`store`]: the [`DataStore`] minimum, the optional capabilities
+//!   ([`Terminater`], [`Concater`], [`LengthDeferrer`], [`Truncater`],
+//!   [`Lister`]) and [`StoreError`].
+//! - [`lock`]: the [`Locker`] interface, held [`Lock`]s, release requests,
+//!   loss, [`FencingToken`]s and [`LockError`].
+//! - [`composer`]: the [`StoreComposer`] that names the parts a handler uses.
+
+pub mod composer;
+pub mod info;
+pub mod lock;
+pub mod store;
+pub mod upload_id;
+
+pub use composer::{Capabilities, StoreComposer};
+pub use info::{NewUpload, UploadInfo};
+pub use lock::{FencingToken, Lock, LockError, LockSignals, Locker, Release};
+pub use store::{
+    ChunkStream, Concater, DataStore, LengthDeferrer, Lister, StoreError, Terminater, Truncater,
+    UploadReader,
+};
+pub use upload_id::UploadId;

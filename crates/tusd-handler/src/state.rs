@@ -1,0 +1,343 @@
+//! The handler's shared state, and the one place uploads change.
+//!
+//! The protocol modules depend on this module; the router (`handler.rs`)
+//! depends on both; nothing here knows HTTP routes. Every call that changes
+//! an upload goes through a method here, which is what makes two promises
+//! checkable in one file:
+//! - a capability the composed store lacks is refused (501) before any store
+//!   is asked, and `Tus-Extension` lists only what is present;
+//! - every change emits its event exactly here: created, progress, finished
+//!   (after the store's `finish_upload`, once per upload) and terminated, to
+//!   the metrics and to the embedder's [`Hooks`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::HandlerError;
+use crate::events::{EventKind, Hooks, RequestInfo, UploadEvent};
+use crate::metrics::Metrics;
+use crate::rate_limit::CreationLimiter;
+use crate::{
+    ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, Lock, Locker,
+    NewUpload, StoreComposer, StoreError, Terminater, Truncater, UploadId, UploadInfo,
+    UploadReader,
+};
+
+/// Why a handler could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("the StoreComposer has no data store")]
+    NoStore,
+    #[error("the StoreComposer has no locker")]
+    NoLocker,
+}
+
+/// The request an event is attributed to, if the handler captures requests.
+pub(crate) type Origin = Option<Arc<RequestInfo>>;
+
+pub(crate) struct State {
+    config: Config,
+    core: Arc<dyn DataStore>,
+    terminater: Option<Arc<dyn Terminater>>,
+    concater: Option<Arc<dyn Concater>>,
+    length_deferrer: Option<Arc<dyn LengthDeferrer>>,
+    truncater: Option<Arc<dyn Truncater>>,
+    lister: Option<Arc<dyn Lister>>,
+    locker: Arc<dyn Locker>,
+    hooks: Option<Arc<dyn Hooks>>,
+    metrics: Metrics,
+    creations: CreationLimiter,
+    /// Cancelled at shutdown: in-flight bodies stop, keeping what they stored.
+    shutdown: CancellationToken,
+}
+
+impl State {
+    pub(crate) fn new(
+        composer: &StoreComposer,
+        config: Config,
+        hooks: Option<Arc<dyn Hooks>>,
+    ) -> Result<State, BuildError> {
+        Ok(State {
+            core: composer.core().ok_or(BuildError::NoStore)?.clone(),
+            locker: composer.locker().ok_or(BuildError::NoLocker)?.clone(),
+            terminater: composer.terminater().cloned(),
+            concater: composer.concater().cloned(),
+            length_deferrer: composer.length_deferrer().cloned(),
+            truncater: composer.truncater().cloned(),
+            lister: composer.lister().cloned(),
+            creations: CreationLimiter::new(config.creations_per_minute),
+            config,
+            hooks,
+            metrics: Metrics::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    pub(crate) fn creations(&self) -> &CreationLimiter {
+        &self.creations
+    }
+
+    /// The tus extensions this handler offers, from what its store can do.
+    pub(crate) fn extensions(&self) -> Vec<&'static str> {
+        let mut extensions = vec!["creation", "creation-with-upload"];
+        if self.length_deferrer.is_some() {
+            extensions.push("creation-defer-length");
+        }
+        if self.terminates() {
+            extensions.push("termination");
+        }
+        if self.concater.is_some() {
+            extensions.extend(["concatenation", "concatenation-unfinished"]);
+        }
+        if self.truncater.is_some() {
+            extensions.push("checksum");
+        }
+        if self.expires() {
+            extensions.push("expiration");
+        }
+        extensions
+    }
+
+    /// Whether DELETE is served: the store can and the operator allows it.
+    pub(crate) fn terminates(&self) -> bool {
+        self.terminater.is_some() && !self.config.disable_termination
+    }
+
+    /// Whether expiration is on: configured, and the store can both list
+    /// uploads and delete them.
+    pub(crate) fn expires(&self) -> bool {
+        self.config.expire_after.is_some() && self.lister.is_some() && self.terminater.is_some()
+    }
+
+    pub(crate) fn checks_checksums(&self) -> bool {
+        self.truncater.is_some()
+    }
+
+    /// What to attribute this request's events to: captured only when a
+    /// hook could look at it, so a handler without hooks copies no headers.
+    pub(crate) fn origin<B>(&self, method: &http::Method, req: &http::Request<B>) -> Origin {
+        self.hooks
+            .as_ref()
+            .map(|_| Arc::new(RequestInfo::capture(method, req)))
+    }
+
+    /// Takes `id`'s lock, waiting up to the configured timeout (423 after).
+    pub(crate) async fn lock(&self, id: &UploadId) -> Result<Lock, HandlerError> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.config.acquire_lock_timeout;
+        let result = self.locker.lock(id, deadline).await;
+        self.metrics.lock_wait(started.elapsed(), result.is_ok());
+        Ok(result?)
+    }
+
+    pub(crate) async fn info(&self, id: &UploadId) -> Result<UploadInfo, HandlerError> {
+        Ok(self.core.get_info(id).await?)
+    }
+
+    pub(crate) async fn read_range(
+        &self,
+        id: &UploadId,
+        start: u64,
+        len: u64,
+    ) -> Result<UploadReader, HandlerError> {
+        Ok(self.core.read_range(id, start, len).await?)
+    }
+
+    pub(crate) async fn list_uploads(&self) -> Result<Vec<UploadId>, HandlerError> {
+        let lister = self.lister.as_ref().ok_or_else(|| missing("listing"))?;
+        Ok(lister.list_uploads().await?)
+    }
+
+    /// The pre-create decision: the hooks may refuse or adjust `upload`.
+    pub(crate) async fn pre_create(
+        &self,
+        origin: &Origin,
+        upload: &mut NewUpload,
+    ) -> Result<(), HandlerError> {
+        match (&self.hooks, origin) {
+            (Some(hooks), Some(request)) => hooks
+                .pre_create(request, upload)
+                .await
+                .map_err(|r| HandlerError::Rejected(Box::new(r))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates an upload. One that is complete at once (zero bytes long) is
+    /// finished here too; nobody else knows its id, so there is no lock.
+    pub(crate) async fn create(
+        &self,
+        upload: NewUpload,
+        origin: &Origin,
+    ) -> Result<UploadInfo, HandlerError> {
+        if upload.size.is_none() && !upload.is_final && self.length_deferrer.is_none() {
+            return Err(missing("creation-defer-length"));
+        }
+        if (upload.is_final || upload.is_partial) && self.concater.is_none() {
+            return Err(missing("concatenation"));
+        }
+        let mut info = self.core.create_upload(upload).await?;
+        info.modified.get_or_insert_with(std::time::SystemTime::now);
+        self.emit(EventKind::Created, &info, origin);
+        if !info.is_final {
+            self.finish_if_complete(&info, None, origin).await?;
+        }
+        Ok(info)
+    }
+
+    /// Streams `chunks` into the upload at `info.offset`. Returns what the
+    /// store returned; the caller classifies a failure, since whether it is
+    /// the client's or the server's depends on how the body ended.
+    pub(crate) async fn write(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        lock: &Lock,
+        chunks: ChunkStream,
+    ) -> Result<u64, StoreError> {
+        self.core
+            .write_chunk(id, offset, lock.fencing_token(), chunks)
+            .await
+    }
+
+    /// Records that a request left the upload at `info` after storing
+    /// bytes, and finishes it if that was its last byte.
+    pub(crate) async fn received(
+        &self,
+        info: &UploadInfo,
+        stored: u64,
+        lock: &Lock,
+        origin: &Origin,
+    ) -> Result<(), HandlerError> {
+        if stored == 0 {
+            return Ok(());
+        }
+        self.emit(EventKind::Progress, info, origin);
+        self.finish_if_complete(info, lock.fencing_token(), origin)
+            .await
+    }
+
+    /// Cuts off a chunk whose checksum did not match.
+    pub(crate) async fn discard_chunk(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        lock: &Lock,
+    ) -> Result<(), HandlerError> {
+        let truncater = self.truncater.as_ref().ok_or_else(|| missing("checksum"))?;
+        Ok(truncater.truncate(id, offset, lock.fencing_token()).await?)
+    }
+
+    /// Fixes a deferred length; finishes the upload if it already holds
+    /// that many bytes.
+    pub(crate) async fn declare_length(
+        &self,
+        info: &mut UploadInfo,
+        length: u64,
+        lock: &Lock,
+        origin: &Origin,
+    ) -> Result<(), HandlerError> {
+        let deferrer = self
+            .length_deferrer
+            .as_ref()
+            .ok_or_else(|| missing("creation-defer-length"))?;
+        let id = stored_id(info)?;
+        deferrer
+            .declare_length(&id, length, lock.fencing_token())
+            .await?;
+        info.size = length;
+        info.size_is_deferred = false;
+        self.finish_if_complete(info, lock.fencing_token(), origin)
+            .await
+    }
+
+    /// Joins `partials` into the final upload `id` and finishes it.
+    pub(crate) async fn concat(
+        &self,
+        id: &UploadId,
+        partials: &[UploadId],
+        fence: Option<&FencingToken>,
+        origin: &Origin,
+    ) -> Result<UploadInfo, HandlerError> {
+        let concater = self
+            .concater
+            .as_ref()
+            .ok_or_else(|| missing("concatenation"))?;
+        concater.concat(id, partials, fence).await?;
+        let info = self.core.get_info(id).await?;
+        self.finish_if_complete(&info, fence, origin).await?;
+        Ok(info)
+    }
+
+    /// Deletes the upload `info` describes, under `fence`.
+    pub(crate) async fn terminate(
+        &self,
+        info: &UploadInfo,
+        fence: Option<&FencingToken>,
+        origin: &Origin,
+    ) -> Result<(), HandlerError> {
+        let terminater = self
+            .terminater
+            .as_ref()
+            .ok_or_else(|| missing("termination"))?;
+        terminater.terminate(&stored_id(info)?, fence).await?;
+        self.emit(EventKind::Terminated, info, origin);
+        Ok(())
+    }
+
+    /// The completion point: called wherever an upload may just have
+    /// received its last byte, and the only caller of the store's
+    /// `finish_upload`. Every caller passes an upload that was not complete
+    /// before its change, so this runs once per upload.
+    async fn finish_if_complete(
+        &self,
+        info: &UploadInfo,
+        fence: Option<&FencingToken>,
+        origin: &Origin,
+    ) -> Result<(), HandlerError> {
+        if !info.is_complete() {
+            return Ok(());
+        }
+        self.core.finish_upload(&stored_id(info)?, fence).await?;
+        self.emit(EventKind::Finished, info, origin);
+        Ok(())
+    }
+
+    fn emit(&self, kind: EventKind, info: &UploadInfo, origin: &Origin) {
+        self.metrics.upload_event(kind);
+        if let Some(hooks) = &self.hooks {
+            hooks.on_event(&UploadEvent {
+                kind,
+                upload: info.clone(),
+                request: origin.clone(),
+            });
+        }
+    }
+}
+
+/// 501, as tusd answers a request for an extension its store lacks.
+fn missing(extension: &str) -> HandlerError {
+    HandlerError::NotImplemented(format!(
+        "this server's store does not support the {extension} extension"
+    ))
+}
+
+fn stored_id(info: &UploadInfo) -> Result<UploadId, HandlerError> {
+    UploadId::parse(&info.id)
+        .ok_or_else(|| HandlerError::Internal(format!("store reported invalid id {:?}", info.id)))
+}
