@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::error::HandlerError;
 use crate::location::upload_url;
-use crate::protocol::core::check_max_size;
+use crate::protocol::receive::check_max_size;
 use crate::state::{Origin, State};
 use crate::{Lock, UploadId, UploadInfo};
 

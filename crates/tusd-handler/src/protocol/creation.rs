@@ -7,7 +7,7 @@ use http::{header, HeaderValue, StatusCode};
 use crate::error::HandlerError;
 use crate::headers::{self, Concat};
 use crate::location::upload_url;
-use crate::protocol::core::{check_max_size, receive};
+use crate::protocol::receive::{check_max_size, receive};
 use crate::protocol::{concatenation, expiration};
 use crate::rate_limit::client_address;
 use crate::request_log::BytesStored;

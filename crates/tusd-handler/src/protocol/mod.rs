@@ -1,7 +1,8 @@
 //! The tus protocol, one module per extension, as the spec splits it.
 //!
-//! - [`core`] — OPTIONS, HEAD and PATCH (plus the body-receiving path that
-//!   creation-with-upload shares).
+//! - [`core`] — OPTIONS, HEAD and PATCH.
+//! - [`receive`] — the body-receiving path PATCH and creation-with-upload
+//!   share.
 //! - [`creation`] — POST, with creation-with-upload and creation-defer-length.
 //! - [`termination`] — DELETE.
 //! - [`concatenation`] — partial and final uploads, including finals created
@@ -16,4 +17,5 @@ pub mod core;
 pub mod creation;
 pub mod download;
 pub mod expiration;
+pub mod receive;
 pub mod termination;
