@@ -7,10 +7,8 @@
 //! - raw put+delete pairs per second: the two raft writes any lock/unlock
 //!   cycle needs, the ceiling for a locker;
 //! - raw Txn+delete pairs per second: the conditional create on a lease that
-//!   any etcd lock needs (etcd 3.4 runs a Txn at about half a put's rate);
-//! - raw Txn+conditional delete pairs per second: the same create, then the
-//!   delete as a Txn on the key's create revision, as the locker unlocks: the
-//!   floor of this locker's protocol;
+//!   any etcd lock needs (etcd 3.4 runs a Txn at about half a put's rate),
+//!   then a plain delete: the floor of this locker's protocol;
 //! - this locker's lock+unlock cycles per second, with lock latency p50/p99;
 //! - the Go locker's pattern per cycle (lease grant, keep-alive, lock Txn,
 //!   delete, revoke) on the same client;
@@ -46,7 +44,6 @@ const HANDOFFS: usize = 200;
 enum Kind {
     Raw,
     RawTxn,
-    RawTxnCond,
     Locker,
     GoPattern,
 }
@@ -121,14 +118,13 @@ async fn main() {
             ", unpinned"
         }
     );
-    println!("| in flight | raw put+delete /s | raw Txn+delete /s | raw Txn+cond. delete /s | locker cycles /s | locker / raw put | locker / raw Txn | locker / raw Txn+cond. | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / cond. / locker / Go) | etcd CPU µs per cycle (raw / Txn / cond. / locker) | client CPU µs per cycle (raw / Txn / cond. / locker) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) | etcd CPU µs per cycle (raw / Txn / locker) | client CPU µs per cycle (raw / Txn / locker) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for tasks in CONCURRENCY {
         // Short alternating slices, so that load from outside the benchmark
         // and the VM's own drift hit all kinds alike.
         let (mut raw, mut ours, mut go) = (Run::default(), Run::default(), Run::default());
         let mut raw_txn = Run::default();
-        let mut raw_cond = Run::default();
         let slice = window / slices;
         let bench = Bench {
             server: &server,
@@ -139,35 +135,29 @@ async fn main() {
         for _ in 0..slices {
             raw.add(bench.run(Kind::Raw, tasks, slice).await);
             raw_txn.add(bench.run(Kind::RawTxn, tasks, slice).await);
-            raw_cond.add(bench.run(Kind::RawTxnCond, tasks, slice).await);
             ours.add(bench.run(Kind::Locker, tasks, slice).await);
             go.add(bench.run(Kind::GoPattern, tasks, slice).await);
         }
         ours.latencies.sort();
         println!(
-            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} |",
+            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} |",
             raw.per_second(),
             raw_txn.per_second(),
-            raw_cond.per_second(),
             ours.per_second(),
             ours.per_second() / raw.per_second(),
             ours.per_second() / raw_txn.per_second(),
-            ours.per_second() / raw_cond.per_second(),
             go.per_second(),
             ours.per_second() / go.per_second(),
             ms(percentile(&ours.latencies, 50)),
             ms(percentile(&ours.latencies, 99)),
             raw.proposals_per_cycle(),
-            raw_cond.proposals_per_cycle(),
             ours.proposals_per_cycle(),
             go.proposals_per_cycle(),
             raw.micros_per_cycle(raw.etcd_ticks),
             raw_txn.micros_per_cycle(raw_txn.etcd_ticks),
-            raw_cond.micros_per_cycle(raw_cond.etcd_ticks),
             ours.micros_per_cycle(ours.etcd_ticks),
             raw.micros_per_cycle(raw.client_ticks),
             raw_txn.micros_per_cycle(raw_txn.client_ticks),
-            raw_cond.micros_per_cycle(raw_cond.client_ticks),
             ours.micros_per_cycle(ours.client_ticks),
         );
     }
@@ -209,8 +199,7 @@ impl Bench<'_> {
                 while Instant::now() < end {
                     match kind {
                         Kind::Raw => raw_cycle(&client, &id).await,
-                        Kind::RawTxn => raw_txn_cycle(&client, &id, false).await,
-                        Kind::RawTxnCond => raw_txn_cycle(&client, &id, true).await,
+                        Kind::RawTxn => raw_txn_cycle(&client, &id).await,
                         Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
                         Kind::GoPattern => go_cycle(&client, &id).await,
                     }
@@ -251,10 +240,8 @@ async fn raw_cycle(client: &Client, id: &str) {
 }
 
 /// The cheapest conditional create: the Txn any lock needs (put if absent,
-/// on a lease), then the delete. No locker can beat this per cycle. With
-/// `conditional`, the delete is a Txn on the key's create revision, as this
-/// locker's unlock is: the floor of its protocol.
-async fn raw_txn_cycle(client: &Client, id: &str, conditional: bool) {
+/// on a lease), then the delete. No locker can beat this per cycle.
+async fn raw_txn_cycle(client: &Client, id: &str) {
     static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
     let mut client = client.clone();
     let lease = *LEASE
@@ -268,20 +255,8 @@ async fn raw_txn_cycle(client: &Client, id: &str, conditional: bool) {
             "",
             Some(PutOptions::new().with_lease(lease)),
         )]);
-    let created = client.txn(txn).await.unwrap();
-    if conditional {
-        let revision = created.header().unwrap().revision();
-        let delete = Txn::new()
-            .when([Compare::create_revision(
-                key.as_str(),
-                CompareOp::Equal,
-                revision,
-            )])
-            .and_then([TxnOp::delete(key.as_str(), None)]);
-        assert!(client.txn(delete).await.unwrap().succeeded());
-    } else {
-        client.delete(key.as_str(), None).await.unwrap();
-    }
+    client.txn(txn).await.unwrap();
+    client.delete(key.as_str(), None).await.unwrap();
 }
 
 async fn locker_cycle(locker: &Etcd3Locker, id: &str) -> Duration {

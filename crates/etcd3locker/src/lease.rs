@@ -131,6 +131,9 @@ pub(crate) struct Lease {
     /// lock that registers late learns at once that its lease is gone.
     holders: Mutex<Option<HashMap<u64, LockSignals>>>,
     next_holder: AtomicU64,
+    /// Numbers the lock keys written under this lease, so no name is used
+    /// twice (see [`Lease::new_key`]).
+    next_key: AtomicU64,
 }
 
 impl Leases {
@@ -270,6 +273,7 @@ impl Leases {
             lost: CancellationToken::new(),
             holders: Mutex::new(Some(HashMap::new())),
             next_holder: AtomicU64::new(0),
+            next_key: AtomicU64::new(0),
         };
         Ok((Arc::new(lease), sent, cluster_id))
     }
@@ -285,6 +289,21 @@ impl Lease {
     /// The lease id; lock keys end in it, in lowercase hex.
     pub(crate) fn id(&self) -> i64 {
         self.id
+    }
+
+    /// A key name under the lock range `name` (which ends in `/`) that no
+    /// other lock attempt under this lease has used or will use:
+    /// `{name}{n}/{lease id in lowercase hex}`. A delete of it that etcd
+    /// applies late can only remove a key that is already gone.
+    pub(crate) fn new_key(&self, name: &str) -> String {
+        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+        format!("{name}{n}/{:x}", self.id)
+    }
+
+    /// Whether `key` was written under this lease: it ends in `/{id hex}`.
+    pub(crate) fn wrote(&self, key: &[u8]) -> bool {
+        let suffix = format!("/{:x}", self.id);
+        key.ends_with(suffix.as_bytes())
     }
 
     /// Names the counter that fencing tokens of locks under this lease come

@@ -1,9 +1,9 @@
-//! The lock protocol of etcd's Go `concurrency.Mutex`, key for key, so Rust
-//! nodes, Go tusd nodes and `etcdctl lock` exclude each other.
+//! The lock protocol of etcd's Go `concurrency.Mutex`, on the same key
+//! range, so Rust nodes, Go tusd nodes and `etcdctl lock` exclude each other.
 //!
 //! A lock named `N` (here `{prefix}{id}`) is the range `N/`. Each contender
-//! writes its own key `N/{lease id in lowercase hex}`, attached to its lease,
-//! in a Txn guarded by `create_revision == 0`; the same Txn reads the key
+//! writes its own key under `N/` (Go: `N/{lease id in lowercase hex}`; this
+//! crate: see below), attached to its lease, in a Txn guarded by `create_revision == 0`; the same Txn reads the key
 //! with the lowest create revision under `N/`, the owner. If that is the
 //! contender's own key it holds the lock.
 //!
@@ -17,14 +17,15 @@
 //! Unlock deletes the key (one raft write). The create revision of the key
 //! is the fencing token: a later holder's key was necessarily created later.
 //!
-//! Every delete of a lock key is a Txn conditional on the key's create
-//! revision: `if create_revision(key) == token then delete(key)`, still one
-//! raft write. A process names its key of an upload the same way every
-//! time (`{prefix}{id}/{lease hex}`), so a plain delete that a hung member
-//! keeps queued (the client gave up on it and retried elsewhere) would,
-//! once the member resumes, delete the process's *next* key of that upload
-//! while another holder is told it may take the lock. A delete tied to the
-//! revision can only ever remove the key it was meant for.
+//! Every lock attempt writes a key of its own name,
+//! `N/{n}/{lease id in lowercase hex}` with `n` counting the attempts under
+//! the lease ([`Lease::new_key`]); etcd's Go `concurrency.Mutex` orders
+//! every key under `N/` by create revision, so the extra segment changes
+//! nothing for Go nodes or `etcdctl lock`. Because no name is written twice,
+//! a delete that a hung member keeps queued and applies late (the client
+//! gave up on it and retried elsewhere) can only remove a key that is
+//! already gone, never the process's next key of the same upload, and
+//! unlock can be a plain delete, the cheapest write etcd has.
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
@@ -67,60 +68,50 @@ impl From<CallError> for AcquireError {
     }
 }
 
-/// The key of `lease` under the lock range `name` (which ends in `/`).
-pub(crate) fn own_key(name: &str, lease: &Lease) -> String {
-    format!("{name}{:x}", lease.id())
-}
-
 /// Makes sure `key` is gone after a lock attempt or an unlock failed
 /// midway.
 ///
-/// With `revision` known (an unlock), one answered conditional delete is
-/// enough: a key with that revision cannot come back. Otherwise (a lock
-/// attempt) the key is looked up first and deleted by the revision found;
-/// etcd may apply a Txn that timed out after a request sent later (it
-/// serves them concurrently), so this gives etcd [`SETTLE`] to apply
-/// anything still in flight and looks again, until the key stays absent.
+/// After an unlock (`written`), one answered delete is enough: no request
+/// of ours can write that name again. After a lock attempt the key may
+/// appear late: etcd may apply a Txn that timed out after a request sent
+/// later (it serves them concurrently), so this gives etcd [`SETTLE`] to
+/// apply anything still in flight and looks again, until the key stays
+/// absent.
 ///
-/// `turn` is the caller's local turn on the id, held until this is done:
-/// the next local caller would write the same key (same lease), and must
-/// not find a leftover of this attempt appearing under it.
-pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, revision: Option<i64>, turn: T) {
+/// `turn` is the caller's local turn on the id, held until this is done, so
+/// that the next local caller does not queue behind this leftover.
+pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, written: bool, turn: T) {
     let give_up = Instant::now() + CLEAN_UP_WINDOW;
-    let mut known = revision;
+    let mut present = written;
     let mut absent_once = false;
     while Instant::now() < give_up {
-        let target = match known {
-            Some(revision) => revision,
-            None => match look(&kv, &key, Instant::now() + ATTEMPT_TIMEOUT).await {
+        if !present {
+            match look(&kv, &key, Instant::now() + ATTEMPT_TIMEOUT).await {
                 Err(_) => continue,
-                Ok(Some(found)) => {
-                    absent_once = false;
-                    found
-                }
-                Ok(None) if absent_once => {
+                Ok(true) => absent_once = false,
+                Ok(false) if absent_once => {
                     drop(turn);
                     return;
                 }
-                Ok(None) => {
+                Ok(false) => {
                     absent_once = true;
                     tokio::time::sleep(SETTLE).await;
                     continue;
                 }
-            },
-        };
-        let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
-        if delete_if_created(&kv, &key, target, deadline)
+            }
+        }
+        if delete(&kv, &key, Instant::now() + 2 * ATTEMPT_TIMEOUT)
             .await
             .is_err()
         {
+            present = written;
             continue;
         }
-        if revision.is_some() {
+        if written {
             drop(turn);
             return;
         }
-        known = None;
+        present = false;
         tokio::time::sleep(SETTLE).await;
     }
     tracing::warn!(
@@ -129,22 +120,17 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, revision: Optio
     );
 }
 
-/// Gives the lock back by deleting `key` if it is still the one created at
-/// `revision`. `Ok(false)` when it was already gone before this call (the
-/// lease expired or someone deleted it): the lock was not held any more.
-pub(crate) async fn release(
-    kv: &KvClient,
-    key: &str,
-    revision: i64,
-    deadline: Instant,
-) -> Result<bool, Error> {
-    let (deleted, attempts) = delete_if_created(kv, key, revision, deadline).await?;
+/// Gives the lock back by deleting `key`. `Ok(false)` when it was already
+/// gone before this call (the lease expired or someone deleted it): the
+/// lock was not held any more.
+pub(crate) async fn release(kv: &KvClient, key: &str, deadline: Instant) -> Result<bool, Error> {
+    let (deleted, attempts) = delete(kv, key, deadline).await?;
     // After a retry, "not there" may mean that an earlier attempt deleted it.
     Ok(deleted || attempts > 1)
 }
 
-/// Takes the lock `name` (ending in `/`) with `key` (its [`own_key`] on
-/// `lease`), waiting until `deadline`. Returns the key's create revision,
+/// Takes the lock `name` (ending in `/`) with `key` (a [`Lease::new_key`]
+/// of `lease`), waiting until `deadline`. Returns the key's create revision,
 /// the fencing token. On failure the key may exist, or appear later (a Txn
 /// that timed out may still commit): the caller must run [`clean_up`].
 /// When etcd says the lease is gone, the lease is marked lost before
@@ -193,34 +179,22 @@ pub(crate) async fn acquire(
         .when([Compare::create_revision(key, CompareOp::Equal, 0)])
         .and_then([put, TxnOp::get(name, Some(owner.clone()))])
         .or_else([TxnOp::get(key, None), TxnOp::get(name, Some(owner))]);
-    let mut stale_key_removed = false;
-    let (response, own_revision, txn_revision) = loop {
-        let mut attempts = 0;
-        let response = retry(deadline, ATTEMPT_TIMEOUT, || {
-            attempts += 1;
-            let mut kv = client.kv_client();
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
-        .await
-        .map_err(lease_gone)?;
-        let txn_revision = response.header().map_or(0, |h| h.revision());
-        if response.succeeded() {
-            break (response, txn_revision, txn_revision);
-        }
-        // The key exists. After a retried Txn it is our own first attempt's,
-        // which committed: we may use it. On a first attempt it was left by an
-        // earlier holding of ours whose delete failed: remove it (that key
-        // and no later one), so the fencing token still grows.
-        let revision = range(&response, 0)
+    let response = retry(deadline, ATTEMPT_TIMEOUT, || {
+        let mut kv = client.kv_client();
+        let txn = txn.clone();
+        async move { kv.txn(txn).await }
+    })
+    .await
+    .map_err(lease_gone)?;
+    let txn_revision = response.header().map_or(0, |h| h.revision());
+    // The key's name is new, so if it exists, an earlier attempt of this
+    // call (whose answer was lost) wrote it: it is ours to use.
+    let own_revision = if response.succeeded() {
+        txn_revision
+    } else {
+        range(&response, 0)
             .and_then(|own| own.kvs().first().map(|kv| kv.create_revision()))
-            .unwrap_or(0);
-        if attempts == 1 && !stale_key_removed {
-            delete_if_created(&client.kv_client(), key, revision, deadline).await?;
-            stale_key_removed = true;
-            continue;
-        }
-        break (response, revision, txn_revision);
+            .unwrap_or(0)
     };
     let Some((owner_key, owner_revision, contenders)) = first_in_line(&response) else {
         return Ok(own_revision);
@@ -230,6 +204,7 @@ pub(crate) async fn acquire(
     }
     let wait = wait_in_line(
         client,
+        lease,
         name,
         key,
         own_revision,
@@ -250,6 +225,7 @@ pub(crate) async fn acquire(
 #[allow(clippy::too_many_arguments)]
 async fn wait_in_line(
     client: &Client,
+    lease: &Lease,
     name: &str,
     key: &str,
     own_revision: i64,
@@ -261,14 +237,30 @@ async fn wait_in_line(
     // With only the owner before us, watch it straight from the Txn's
     // revision: its deletion hands us the lock, one round trip sooner.
     let mut owner_gone = false;
-    if contenders == 2 {
+    if contenders == 2 && lease.wrote(&owner_key) {
+        // A leftover of ours (an unlock whose delete never got through):
+        // remove it rather than wait for the lease to expire.
+        let leftover = String::from_utf8_lossy(&owner_key);
+        owner_gone = delete(&client.kv_client(), &leftover, deadline)
+            .await
+            .is_ok();
+    } else if contenders == 2 {
         let from = txn_revision + 1;
         match tokio::time::timeout_at(deadline, wait_deleted(client, owner_key, from)).await {
             Ok(deleted) => owner_gone = deleted,
             Err(_) => return Err(AcquireError::StillHeld),
         }
     }
-    if !owner_gone && !wait_for_predecessors(client, name, own_revision - 1, deadline).await? {
+    if !owner_gone
+        && !wait_for_predecessors(
+            client,
+            name,
+            own_revision - 1,
+            &|key| lease.wrote(key),
+            deadline,
+        )
+        .await?
+    {
         return Err(AcquireError::StillHeld);
     }
     let own = retry(deadline, ATTEMPT_TIMEOUT, || {
@@ -297,34 +289,29 @@ fn first_in_line(response: &TxnResponse) -> Option<(Vec<u8>, i64, i64)> {
     Some((kv.key().to_vec(), kv.create_revision(), owners.count()))
 }
 
-/// Deletes `key` if it is the one created at `revision`: one Txn, one raft
-/// write like a plain delete, retried until `deadline`. Returns whether the
-/// last attempt deleted it, and how many attempts were sent.
-async fn delete_if_created(
+/// Deletes `key`: one plain delete, retried until `deadline`. Returns
+/// whether the last attempt deleted it, and how many attempts were sent.
+pub(crate) async fn delete(
     kv: &KvClient,
     key: &str,
-    revision: i64,
     deadline: Instant,
 ) -> Result<(bool, u32), CallError> {
     let mut attempts = 0;
     let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
         attempts += 1;
         let mut kv = kv.clone();
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, revision)])
-            .and_then([TxnOp::delete(key, None)]);
-        async move { kv.txn(txn).await }
+        async move { kv.delete(key, None).await }
     })
     .await?;
-    Ok((answer.succeeded(), attempts))
+    Ok((answer.deleted() > 0, attempts))
 }
 
-/// The create revision of `key`, or `None` when it does not exist.
-async fn look(kv: &KvClient, key: &str, deadline: Instant) -> Result<Option<i64>, CallError> {
+/// Whether `key` exists.
+async fn look(kv: &KvClient, key: &str, deadline: Instant) -> Result<bool, CallError> {
     let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
         let mut kv = kv.clone();
         async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
     })
     .await?;
-    Ok(answer.kvs().first().map(|kv| kv.create_revision()))
+    Ok(!answer.kvs().is_empty())
 }

@@ -13,7 +13,7 @@ use tusd_core::{
 
 use crate::call::ATTEMPT_TIMEOUT;
 use crate::lease::{Lease, Leases};
-use crate::lock::{acquire, clean_up, own_key, release, AcquireError};
+use crate::lock::{acquire, clean_up, release, AcquireError};
 use crate::queue::{LocalQueue, Turn};
 use crate::release_watch::{Registrations, ReleaseWatches};
 use crate::{Error, LockerOptions};
@@ -137,21 +137,21 @@ impl Etcd3Locker {
         let name = format!("{}{id}/", inner.options.prefix());
         loop {
             let lease = inner.leases.get(deadline).await?;
-            let key = own_key(&name, &lease);
+            let key = lease.new_key(&name);
             let revision = match acquire(&inner.client, &name, &key, &lease, deadline).await {
                 Ok(revision) => revision,
                 Err(failure) => {
                     let kv = inner.client.kv_client();
                     if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
-                        // A new lease writes a new key name, so the old key
-                        // can be cleaned up while this caller goes on. On
+                        // The next attempt writes a new key name, so the old
+                        // key can be cleaned up while this caller goes on. On
                         // the same lease the key was seen gone already.
                         if lease.is_lost() {
-                            tokio::spawn(clean_up(kv, key, None, ()));
+                            tokio::spawn(clean_up(kv, key, false, ()));
                         }
                         continue;
                     }
-                    tokio::spawn(clean_up(kv, key, None, turn));
+                    tokio::spawn(clean_up(kv, key, false, turn));
                     return Err(match failure {
                         AcquireError::StillHeld => Error::FileLocked,
                         AcquireError::LeaseLost => Error::LockLost,
@@ -172,7 +172,6 @@ impl Etcd3Locker {
             let held = HeldLock {
                 kv: inner.client.kv_client(),
                 key,
-                revision,
                 lease,
                 registration,
                 signals: signals.clone(),
@@ -203,9 +202,6 @@ struct HeldLock {
     // (`lock_upload`) must not keep the locker alive.
     kv: etcd_client::KvClient,
     key: String,
-    /// The key's create revision: the fencing token, and the condition of
-    /// every delete of the key.
-    revision: i64,
     lease: Arc<Lease>,
     registration: u64,
     signals: LockSignals,
@@ -224,20 +220,14 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        match release(&self.kv, &self.key, self.revision, deadline).await {
+        match release(&self.kv, &self.key, deadline).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(LockError::Lost),
             Err(e) => {
-                // Until the key is surely gone, the next local caller (same
-                // key name) waits.
-                let HeldLock {
-                    kv,
-                    key,
-                    revision,
-                    _turn,
-                    ..
-                } = *self;
-                tokio::spawn(clean_up(kv, key, Some(revision), _turn));
+                // Until the key is surely gone, the next local caller waits
+                // rather than queue behind it.
+                let HeldLock { kv, key, _turn, .. } = *self;
+                tokio::spawn(clean_up(kv, key, true, _turn));
                 Err(LockError::from(e))
             }
         }

@@ -25,10 +25,14 @@ use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
 /// Waits until no key under `name` has a create revision at or below
 /// `max_revision`: `Ok(true)` then, `Ok(false)` when `deadline` passed while
 /// such a key remained, an error when etcd failed or did not answer.
+/// Predecessors for which `leftover` holds (keys of the waiter's own lease,
+/// left by an unlock whose delete never got through) are deleted, not
+/// waited for.
 pub(crate) async fn wait_for_predecessors(
     client: &Client,
     name: &str,
     max_revision: i64,
+    leftover: &(dyn Fn(&[u8]) -> bool + Sync),
     deadline: Instant,
 ) -> Result<bool, CallError> {
     let options = GetOptions::new()
@@ -49,6 +53,11 @@ pub(crate) async fn wait_for_predecessors(
         };
         let seen_at = predecessors.header().map_or(0, |h| h.revision());
         let key = nearest.key().to_vec();
+        if leftover(&key) {
+            let key = String::from_utf8_lossy(&key);
+            crate::lock::delete(&client.kv_client(), &key, deadline).await?;
+            continue;
+        }
         match tokio::time::timeout_at(deadline, wait_deleted(client, key, seen_at + 1)).await {
             Ok(_) => continue,
             Err(_) => return Ok(false),

@@ -240,6 +240,38 @@ async fn a_txn_cut_off_by_its_deadline_leaves_nothing_behind() {
     locker.shutdown().await;
 }
 
+/// A key of the locker's own lease that an unlock could not delete (etcd
+/// unreachable for the whole clean-up) is removed by the next lock of that
+/// id instead of blocking it until the lease expires.
+#[tokio::test]
+async fn a_leftover_key_of_the_own_lease_is_removed_not_waited_for() {
+    let server = EtcdServer::start().await;
+    let mut observer = server.client().await;
+    let locker = Etcd3Locker::new(server.client().await);
+    let held = locker.lock(&id("a"), in_secs(5)).await.unwrap();
+    let key = keys(&observer, "/tusda/").await.remove(0);
+    let lease_hex = key.rsplit('/').next().unwrap();
+    let lease = i64::from_str_radix(lease_hex, 16).unwrap();
+    let leftover = format!("/tusdb/999/{lease_hex}");
+    observer
+        .put(
+            leftover.as_str(),
+            "",
+            Some(etcd_client::PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let next = locker.lock(&id("b"), deadline).await.unwrap();
+    let left = keys(&observer, "/tusdb/").await;
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0], leftover);
+    next.unlock().await.unwrap();
+    held.unlock().await.unwrap();
+    assert!(keys(&observer, "/tusd").await.is_empty());
+}
+
 async fn revision(client: &etcd_client::Client) -> i64 {
     let answer = client.clone().get("probe", None).await.unwrap();
     answer.header().unwrap().revision()
