@@ -8,6 +8,12 @@
 //! - [`nginx`]: [`Nginx`], a real nginx in front of tusd-rs nodes, with the
 //!   configuration docs/cluster.md recommends.
 //! - [`ports`]: free loopback ports.
+//! - [`store_conformance`]: [`check_store`], the suite every data store runs
+//!   (every contract of `DataStore` and of each capability it registers).
+//! - [`locker_conformance`]: [`check_locker`], the suite every locker runs
+//!   over a [`LockSpace`] of several instances (exclusion, deadlines,
+//!   release requests, loss, fencing tokens, shutdown).
+//! - `conformance`: the [`Report`] both suites return.
 //! - [`tus_server`]: [`TusServer`], a real `tusd-rs` process on loopback.
 //!
 //! Binaries are found through `ETCD_BIN` / `ETCDCTL_BIN`, then `PATH`
@@ -16,13 +22,19 @@
 //! killed when its handle drops, and its data lives in a temporary directory
 //! removed with it, so a failing test leaves nothing running.
 
+mod conformance;
 pub mod etcd;
+pub mod locker_conformance;
 pub mod nginx;
 pub mod ports;
+pub mod store_conformance;
 pub mod tus_server;
 
+pub use conformance::{Outcome, Report};
 pub use etcd::{
     etcd_bin, etcd_version, etcdctl, etcdctl_bin, etcdctl_lock, EtcdCluster, EtcdMember, EtcdServer,
 };
+pub use locker_conformance::{check_locker, clones_of, LockSpace};
 pub use nginx::Nginx;
+pub use store_conformance::{check_store, StoreClaims};
 pub use tus_server::TusServer;
