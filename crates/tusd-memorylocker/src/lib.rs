@@ -125,15 +125,21 @@ impl Locker for MemoryLocker {
         // the receiver, which releases it to the next waiter.
         match tokio::time::timeout_at(deadline, granted).await {
             Ok(Ok(lock)) => Ok(lock),
-            Ok(Err(_)) => Err(LockError::Unavailable("the locker was dropped".into())),
+            Ok(Err(_)) => Err(LockError::Unavailable(
+                "the locker shut down while this request waited".into(),
+            )),
             Err(_) => Err(LockError::Timeout),
         }
     }
 
+    /// Frees every lock at once, as the trait promises: each holder is
+    /// told its lock is lost (so its body stops before another byte, and
+    /// the store's fence refuses it if it does not), and each waiter is
+    /// answered as unavailable rather than handed a lock during shutdown.
     async fn shutdown(&self) {
-        let state = self.shared.state.lock().unwrap();
-        for holder in state.held.values() {
-            holder.signals.request_release();
+        let held = std::mem::take(&mut self.shared.state.lock().unwrap().held);
+        for holder in held.into_values() {
+            holder.signals.mark_lost();
         }
     }
 }
