@@ -118,24 +118,43 @@ impl From<CallError> for crate::Error {
 pub(crate) async fn retry<T, F, Fut>(
     deadline: Instant,
     per_attempt: Duration,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    retry_noting_resends(deadline, per_attempt, attempt).await.0
+}
+
+/// [`retry`], also saying whether the request was sent more than once. An
+/// attempt that got no answer may still be applied by etcd later, after
+/// requests sent since: a member that hung keeps it queued.
+pub(crate) async fn retry_noting_resends<T, F, Fut>(
+    deadline: Instant,
+    per_attempt: Duration,
+    mut attempt: F,
+) -> (Result<T, CallError>, bool)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
     let mut backoff = FIRST_BACKOFF;
     let mut troubled = false;
-    loop {
+    let mut resent = false;
+    let outcome = loop {
+        if troubled {
+            resent = true;
+        }
         let own_timeout = Instant::now() + per_attempt;
         let limit = deadline.min(own_timeout);
         let (reason, detail) = match tokio::time::timeout_at(limit, attempt()).await {
-            Ok(Ok(value)) => return Ok(value),
+            Ok(Ok(value)) => break Ok(value),
             Ok(Err(e)) => match classify(&e) {
                 Failure::Unavailable => (public_reason(&e), format!("{e:?}")),
-                failure => return Err(CallError::Refused(failure, e)),
+                failure => break Err(CallError::Refused(failure, e)),
             },
-            Err(_) if limit < own_timeout && !troubled => return Err(CallError::OutOfTime),
+            Err(_) if limit < own_timeout && !troubled => break Err(CallError::OutOfTime),
             Err(_) => {
                 let reason = format!("no answer within {per_attempt:?}");
                 (reason.clone(), reason)
@@ -144,12 +163,13 @@ where
         troubled = true;
         if Instant::now() + backoff >= deadline {
             tracing::warn!(error = %detail, "etcd request given up at its deadline");
-            return Err(CallError::Deadline(reason));
+            break Err(CallError::Deadline(reason));
         }
         tracing::debug!(error = %detail, "etcd request failed, retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    };
+    (outcome, resent)
 }
 
 #[cfg(test)]

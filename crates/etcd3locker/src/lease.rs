@@ -131,9 +131,10 @@ pub(crate) struct Lease {
     /// lock that registers late learns at once that its lease is gone.
     holders: Mutex<Option<HashMap<u64, LockSignals>>>,
     next_holder: AtomicU64,
-    /// Numbers the lock keys written under this lease, so no name is used
-    /// twice (see [`Lease::new_key`]).
-    next_key: AtomicU64,
+    /// Lock names whose key under this lease a delete that etcd has not
+    /// answered may still remove, with how often that happened (see
+    /// [`Lease::key`]). Grows only when etcd fails to answer a delete.
+    retired: Mutex<HashMap<String, u32>>,
 }
 
 impl Leases {
@@ -273,7 +274,7 @@ impl Leases {
             lost: CancellationToken::new(),
             holders: Mutex::new(Some(HashMap::new())),
             next_holder: AtomicU64::new(0),
-            next_key: AtomicU64::new(0),
+            retired: Mutex::new(HashMap::new()),
         };
         Ok((Arc::new(lease), sent, cluster_id))
     }
@@ -291,13 +292,27 @@ impl Lease {
         self.id
     }
 
-    /// A key name under the lock range `name` (which ends in `/`) that no
-    /// other lock attempt under this lease has used or will use:
-    /// `{name}{n}/{lease id in lowercase hex}`. A delete of it that etcd
-    /// applies late can only remove a key that is already gone.
-    pub(crate) fn new_key(&self, name: &str) -> String {
-        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
-        format!("{name}{n}/{:x}", self.id)
+    /// This lease's key under the lock range `name` (which ends in `/`):
+    /// `{name}{lease id in lowercase hex}`, the name etcd's Go
+    /// `concurrency.Mutex` would use, or `{name}{n}/{lease id in hex}` once
+    /// `name` has been [retired](Lease::retire) `n` times.
+    pub(crate) fn key(&self, name: &str) -> String {
+        match self.retired.lock().unwrap().get(name) {
+            None => format!("{name}{:x}", self.id),
+            Some(n) => format!("{name}{n}/{:x}", self.id),
+        }
+    }
+
+    /// Never writes the current key of `name` again: a delete of it was sent
+    /// without an answer, and etcd may still apply it (a hung member keeps
+    /// it queued), which must not remove a later key of this lease.
+    pub(crate) fn retire(&self, name: &str) {
+        *self
+            .retired
+            .lock()
+            .unwrap()
+            .entry(name.to_owned())
+            .or_insert(0) += 1;
     }
 
     /// Whether `key` was written under this lease: it ends in `/{id hex}`.

@@ -17,27 +17,30 @@
 //! Unlock deletes the key (one raft write). The create revision of the key
 //! is the fencing token: a later holder's key was necessarily created later.
 //!
-//! Every lock attempt writes a key of its own name,
-//! `N/{n}/{lease id in lowercase hex}` with `n` counting the attempts under
-//! the lease ([`Lease::new_key`]); etcd's Go `concurrency.Mutex` orders
-//! every key under `N/` by create revision, so the extra segment changes
-//! nothing for Go nodes or `etcdctl lock`. Because no name is written twice,
-//! a delete that a hung member keeps queued and applies late (the client
-//! gave up on it and retried elsewhere) can only remove a key that is
-//! already gone, never the process's next key of the same upload, and
-//! unlock can be a plain delete, the cheapest write etcd has.
+//! A process writes the same key for every lock of an upload, as Go's
+//! Mutex does, so etcd keeps one index entry per upload and lease. A delete
+//! that a hung member keeps queued (the client gave up on it and retried
+//! elsewhere) and applies late would then remove the process's *next* key
+//! of that upload. So a delete that was sent without an answer retires its
+//! key's name ([`Lease::retire`]): later locks of that upload under this
+//! lease write `N/{n}/{lease id in hex}` instead, which a late delete cannot
+//! touch, and Go's Mutex orders like any key under `N/`. Unlock is a plain
+//! delete, the cheapest write etcd has. (A fresh name for every lock would
+//! do too, but etcd keeps a tombstone per deleted name until compaction,
+//! and the free-lock Txn's range compare walks them all.)
 
 use etcd_client::{
     Client, Compare, CompareOp, GetOptions, GetResponse, KvClient, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
+use crate::call::{retry, retry_noting_resends, CallError, ATTEMPT_TIMEOUT};
 use crate::lease::Lease;
-use crate::wait::{wait_deleted, wait_for_predecessors};
+use crate::wait::{wait_deleted, wait_for_predecessors, Waited};
 use crate::Error;
 
 /// After a failed call, how long etcd gets to apply a request of ours that
@@ -68,19 +71,26 @@ impl From<CallError> for AcquireError {
     }
 }
 
-/// Makes sure `key` is gone after a lock attempt or an unlock failed
-/// midway.
+/// Makes sure `key` (under lock `name`, of `lease`) is gone after a lock
+/// attempt or an unlock failed midway.
 ///
 /// After an unlock (`written`), one answered delete is enough: no request
-/// of ours can write that name again. After a lock attempt the key may
-/// appear late: etcd may apply a Txn that timed out after a request sent
-/// later (it serves them concurrently), so this gives etcd [`SETTLE`] to
-/// apply anything still in flight and looks again, until the key stays
-/// absent.
+/// of ours writes that key again. After a lock attempt the key may appear
+/// late: etcd may apply a Txn that timed out after a request sent later (it
+/// serves them concurrently), so this gives etcd [`SETTLE`] to apply
+/// anything still in flight and looks again, until the key stays absent.
 ///
 /// `turn` is the caller's local turn on the id, held until this is done, so
-/// that the next local caller does not queue behind this leftover.
-pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, written: bool, turn: T) {
+/// that the next local caller neither queues behind this key nor writes it
+/// while a request of this attempt is still in flight.
+pub(crate) async fn clean_up<T: Send>(
+    kv: KvClient,
+    lease: Arc<Lease>,
+    name: String,
+    key: String,
+    written: bool,
+    turn: T,
+) {
     let give_up = Instant::now() + CLEAN_UP_WINDOW;
     let mut present = written;
     let mut absent_once = false;
@@ -100,10 +110,8 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, written: bool, 
                 }
             }
         }
-        if delete(&kv, &key, Instant::now() + 2 * ATTEMPT_TIMEOUT)
-            .await
-            .is_err()
-        {
+        let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
+        if delete(&kv, &lease, &name, &key, deadline).await.is_err() {
             present = written;
             continue;
         }
@@ -114,22 +122,29 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, key: String, written: bool, 
         present = false;
         tokio::time::sleep(SETTLE).await;
     }
+    lease.retire(&name);
     tracing::warn!(
         key,
         "could not make sure the key of a failed lock call is gone"
     );
 }
 
-/// Gives the lock back by deleting `key`. `Ok(false)` when it was already
-/// gone before this call (the lease expired or someone deleted it): the
-/// lock was not held any more.
-pub(crate) async fn release(kv: &KvClient, key: &str, deadline: Instant) -> Result<bool, Error> {
-    let (deleted, attempts) = delete(kv, key, deadline).await?;
-    // After a retry, "not there" may mean that an earlier attempt deleted it.
-    Ok(deleted || attempts > 1)
+/// Gives the lock back by deleting `key` (under lock `name`, of `lease`).
+/// `Ok(false)` when it was already gone before this call (the lease
+/// expired or someone deleted it): the lock was not held any more.
+pub(crate) async fn release(
+    kv: &KvClient,
+    lease: &Lease,
+    name: &str,
+    key: &str,
+    deadline: Instant,
+) -> Result<bool, Error> {
+    let (deleted, resent) = delete(kv, lease, name, key, deadline).await?;
+    // After a resend, "not there" may mean that an earlier attempt deleted it.
+    Ok(deleted || resent)
 }
 
-/// Takes the lock `name` (ending in `/`) with `key` (a [`Lease::new_key`]
+/// Takes the lock `name` (ending in `/`) with `key` (the [`Lease::key`]
 /// of `lease`), waiting until `deadline`. Returns the key's create revision,
 /// the fencing token. On failure the key may exist, or appear later (a Txn
 /// that timed out may still commit): the caller must run [`clean_up`].
@@ -187,8 +202,10 @@ pub(crate) async fn acquire(
     .await
     .map_err(lease_gone)?;
     let txn_revision = response.header().map_or(0, |h| h.revision());
-    // The key's name is new, so if it exists, an earlier attempt of this
-    // call (whose answer was lost) wrote it: it is ours to use.
+    // If the key exists, it is ours to use: an earlier attempt of this call
+    // (whose answer was lost) wrote it, or a Txn of an earlier call of ours
+    // committed late; either way its create revision is newer than every
+    // earlier holder's.
     let own_revision = if response.succeeded() {
         txn_revision
     } else {
@@ -238,10 +255,7 @@ async fn wait_in_line(
     // revision: its deletion hands us the lock, one round trip sooner.
     let mut owner_gone = false;
     if contenders == 2 && lease.wrote(&owner_key) {
-        // A leftover of ours (an unlock whose delete never got through):
-        // remove it rather than wait for the lease to expire.
-        let leftover = String::from_utf8_lossy(&owner_key);
-        owner_gone = delete(&client.kv_client(), &leftover, deadline)
+        owner_gone = remove_leftover(client, lease, name, &owner_key, deadline)
             .await
             .is_ok();
     } else if contenders == 2 {
@@ -251,17 +265,16 @@ async fn wait_in_line(
             Err(_) => return Err(AcquireError::StillHeld),
         }
     }
-    if !owner_gone
-        && !wait_for_predecessors(
-            client,
-            name,
-            own_revision - 1,
-            &|key| lease.wrote(key),
-            deadline,
-        )
-        .await?
-    {
-        return Err(AcquireError::StillHeld);
+    while !owner_gone {
+        // A key of our own lease before ours is a leftover (an unlock whose
+        // delete never got through): remove it rather than wait for the
+        // lease to expire.
+        let own = |key: &[u8]| lease.wrote(key);
+        match wait_for_predecessors(client, name, own_revision - 1, own, deadline).await? {
+            Waited::Clear => owner_gone = true,
+            Waited::TimedOut => return Err(AcquireError::StillHeld),
+            Waited::Skipped(key) => remove_leftover(client, lease, name, &key, deadline).await?,
+        }
     }
     let own = retry(deadline, ATTEMPT_TIMEOUT, || {
         let mut kv = client.kv_client();
@@ -289,21 +302,40 @@ fn first_in_line(response: &TxnResponse) -> Option<(Vec<u8>, i64, i64)> {
     Some((kv.key().to_vec(), kv.create_revision(), owners.count()))
 }
 
-/// Deletes `key`: one plain delete, retried until `deadline`. Returns
-/// whether the last attempt deleted it, and how many attempts were sent.
-pub(crate) async fn delete(
+/// Deletes `key` (under lock `name`, of `lease`): one plain delete,
+/// retried until `deadline`. Returns whether the last attempt deleted it,
+/// and whether the delete was sent more than once. A delete sent without
+/// an answer may still be applied later, so the key's name is then retired:
+/// this lease never writes it again.
+async fn delete(
     kv: &KvClient,
+    lease: &Lease,
+    name: &str,
     key: &str,
     deadline: Instant,
-) -> Result<(bool, u32), CallError> {
-    let mut attempts = 0;
-    let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
-        attempts += 1;
+) -> Result<(bool, bool), CallError> {
+    let (answer, resent) = retry_noting_resends(deadline, ATTEMPT_TIMEOUT, || {
         let mut kv = kv.clone();
         async move { kv.delete(key, None).await }
     })
-    .await?;
-    Ok((answer.deleted() > 0, attempts))
+    .await;
+    if resent || answer.is_err() {
+        lease.retire(name);
+    }
+    Ok((answer?.deleted() > 0, resent))
+}
+
+/// Deletes a key of `lease` under `name` that no lock holds any more.
+async fn remove_leftover(
+    client: &Client,
+    lease: &Lease,
+    name: &str,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<(), CallError> {
+    let key = String::from_utf8_lossy(key);
+    delete(&client.kv_client(), lease, name, &key, deadline).await?;
+    Ok(())
 }
 
 /// Whether `key` exists.

@@ -137,21 +137,21 @@ impl Etcd3Locker {
         let name = format!("{}{id}/", inner.options.prefix());
         loop {
             let lease = inner.leases.get(deadline).await?;
-            let key = lease.new_key(&name);
+            let key = lease.key(&name);
             let revision = match acquire(&inner.client, &name, &key, &lease, deadline).await {
                 Ok(revision) => revision,
                 Err(failure) => {
                     let kv = inner.client.kv_client();
                     if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
-                        // The next attempt writes a new key name, so the old
-                        // key can be cleaned up while this caller goes on. On
-                        // the same lease the key was seen gone already.
+                        // A new lease means a new key name, so the old key can
+                        // be cleaned up while this caller goes on. On the same
+                        // lease the key was seen gone already.
                         if lease.is_lost() {
-                            tokio::spawn(clean_up(kv, key, false, ()));
+                            tokio::spawn(clean_up(kv, lease, name.clone(), key, false, ()));
                         }
                         continue;
                     }
-                    tokio::spawn(clean_up(kv, key, false, turn));
+                    tokio::spawn(clean_up(kv, lease, name, key, false, turn));
                     return Err(match failure {
                         AcquireError::StillHeld => Error::FileLocked,
                         AcquireError::LeaseLost => Error::LockLost,
@@ -164,13 +164,16 @@ impl Etcd3Locker {
                 continue;
             };
             turn.set_holder(&signals);
-            let (watches, ticket) =
-                inner
-                    .release_watches
-                    .register(name, key.clone(), revision, signals.clone());
+            let (watches, ticket) = inner.release_watches.register(
+                name.clone(),
+                key.clone(),
+                revision,
+                signals.clone(),
+            );
             let token = FencingToken::new(lease.issuer().clone(), revision);
             let held = HeldLock {
                 kv: inner.client.kv_client(),
+                name,
                 key,
                 lease,
                 registration,
@@ -201,6 +204,8 @@ struct HeldLock {
     // Not the locker itself: a lock kept in the locker's own table
     // (`lock_upload`) must not keep the locker alive.
     kv: etcd_client::KvClient,
+    /// The lock range, `{prefix}{id}/`.
+    name: String,
     key: String,
     lease: Arc<Lease>,
     registration: u64,
@@ -220,14 +225,21 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        match release(&self.kv, &self.key, deadline).await {
+        match release(&self.kv, &self.lease, &self.name, &self.key, deadline).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(LockError::Lost),
             Err(e) => {
                 // Until the key is surely gone, the next local caller waits
                 // rather than queue behind it.
-                let HeldLock { kv, key, _turn, .. } = *self;
-                tokio::spawn(clean_up(kv, key, true, _turn));
+                let HeldLock {
+                    kv,
+                    name,
+                    key,
+                    lease,
+                    _turn,
+                    ..
+                } = *self;
+                tokio::spawn(clean_up(kv, lease, name, key, true, _turn));
                 Err(LockError::from(e))
             }
         }

@@ -22,19 +22,27 @@ use tusd_core::LockSignals;
 
 use crate::call::{retry, CallError, ATTEMPT_TIMEOUT};
 
+/// How [`wait_for_predecessors`] ended.
+pub(crate) enum Waited {
+    /// No predecessor is left.
+    Clear,
+    /// The deadline passed while one remained.
+    TimedOut,
+    /// The nearest predecessor is one the caller said not to wait for.
+    Skipped(Vec<u8>),
+}
+
 /// Waits until no key under `name` has a create revision at or below
-/// `max_revision`: `Ok(true)` then, `Ok(false)` when `deadline` passed while
-/// such a key remained, an error when etcd failed or did not answer.
-/// Predecessors for which `leftover` holds (keys of the waiter's own lease,
-/// left by an unlock whose delete never got through) are deleted, not
-/// waited for.
+/// `max_revision`, or `deadline`; an error when etcd failed or did not
+/// answer. Stops at a nearest predecessor for which `skip` holds instead
+/// of waiting for it.
 pub(crate) async fn wait_for_predecessors(
     client: &Client,
     name: &str,
     max_revision: i64,
-    leftover: &(dyn Fn(&[u8]) -> bool + Sync),
+    skip: impl Fn(&[u8]) -> bool,
     deadline: Instant,
-) -> Result<bool, CallError> {
+) -> Result<Waited, CallError> {
     let options = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Descend)
@@ -49,18 +57,16 @@ pub(crate) async fn wait_for_predecessors(
         })
         .await?;
         let Some(nearest) = predecessors.kvs().first() else {
-            return Ok(true);
+            return Ok(Waited::Clear);
         };
         let seen_at = predecessors.header().map_or(0, |h| h.revision());
         let key = nearest.key().to_vec();
-        if leftover(&key) {
-            let key = String::from_utf8_lossy(&key);
-            crate::lock::delete(&client.kv_client(), &key, deadline).await?;
-            continue;
+        if skip(&key) {
+            return Ok(Waited::Skipped(key));
         }
         match tokio::time::timeout_at(deadline, wait_deleted(client, key, seen_at + 1)).await {
             Ok(_) => continue,
-            Err(_) => return Ok(false),
+            Err(_) => return Ok(Waited::TimedOut),
         }
     }
 }
