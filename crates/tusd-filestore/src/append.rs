@@ -262,7 +262,7 @@ mod tests {
 
     fn paths_of(data: &std::path::Path) -> UploadPaths {
         let id = tusd_core::UploadId::parse(data.file_name().unwrap().to_str().unwrap());
-        UploadPaths::new(data.parent().unwrap(), &id.unwrap())
+        UploadPaths::new(data.parent().unwrap(), &id.unwrap()).unwrap()
     }
 
     #[test]

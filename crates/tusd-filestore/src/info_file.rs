@@ -131,7 +131,7 @@ mod tests {
     use tusd_core::UploadId;
 
     fn upload_in(dir: &std::path::Path) -> UploadPaths {
-        let paths = UploadPaths::new(dir, &UploadId::parse("abc").unwrap());
+        let paths = UploadPaths::new(dir, &UploadId::parse("abc").unwrap()).unwrap();
         fs::write(&paths.data, b"12345").unwrap();
         paths
     }

@@ -56,7 +56,9 @@ impl FileStore {
         &self.dir
     }
 
-    fn paths(&self, id: &UploadId) -> UploadPaths {
+    /// The files of `id`; `NotFound` for an id outside the file store's
+    /// alphabet (see `paths`).
+    fn paths(&self, id: &UploadId) -> Result<UploadPaths, StoreError> {
         UploadPaths::new(&self.dir, id)
     }
 }
@@ -96,7 +98,7 @@ impl DataStore for FileStore {
     }
 
     async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        let paths = self.paths(id);
+        let paths = self.paths(id)?;
         blocking::run(move || info_file::load(&paths)).await
     }
 
@@ -107,7 +109,7 @@ impl DataStore for FileStore {
         fence: Option<&FencingToken>,
         chunk: ChunkStream,
     ) -> Result<u64, StoreError> {
-        append(self.paths(id), offset, fence, chunk).await
+        append(self.paths(id)?, offset, fence, chunk).await
     }
 
     /// The reader ends early if the upload holds fewer than `start + len`
@@ -118,7 +120,7 @@ impl DataStore for FileStore {
         start: u64,
         len: u64,
     ) -> Result<UploadReader, StoreError> {
-        let path = self.paths(id).data;
+        let path = self.paths(id)?.data;
         let file = blocking::run(move || data_file::open(&path, Access::Read)).await?;
         let mut file = tokio::fs::File::from_std(file);
         file.seek(SeekFrom::Start(start)).await?;
@@ -137,7 +139,7 @@ impl Truncater for FileStore {
         offset: u64,
         fence: Option<&FencingToken>,
     ) -> Result<(), StoreError> {
-        let paths = self.paths(id);
+        let paths = self.paths(id)?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
             let file = data_file::open(&paths.data, Access::Write)?;
@@ -156,7 +158,7 @@ impl LengthDeferrer for FileStore {
         size: u64,
         fence: Option<&FencingToken>,
     ) -> Result<(), StoreError> {
-        let paths = self.paths(id);
+        let paths = self.paths(id)?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
             let data = data_file::open(&paths.data, Access::Read)?;
@@ -181,7 +183,7 @@ impl Terminater for FileStore {
         id: &UploadId,
         fence: Option<&FencingToken>,
     ) -> Result<(), StoreError> {
-        let paths = self.paths(id);
+        let paths = self.paths(id)?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
             // Fenced like any change; an upload whose data file is already
@@ -215,8 +217,11 @@ impl Concater for FileStore {
         partials: &[UploadId],
         fence: Option<&FencingToken>,
     ) -> Result<(), StoreError> {
-        let paths = self.paths(id);
-        let partials: Vec<PathBuf> = partials.iter().map(|p| self.paths(p).data).collect();
+        let paths = self.paths(id)?;
+        let partials = partials
+            .iter()
+            .map(|p| Ok(self.paths(p)?.data))
+            .collect::<Result<Vec<PathBuf>, StoreError>>()?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
         blocking::run(move || {
             let target = data_file::open(&paths.data, Access::Write)?;
@@ -267,7 +272,7 @@ fn create_data_file(dir: &Path) -> Result<(UploadId, UploadPaths), StoreError> {
     let mut attempts = 0;
     loop {
         let id = new_upload_id();
-        let paths = UploadPaths::new(dir, &id);
+        let paths = UploadPaths::new(dir, &id)?;
         match info_file::create_new(&paths.data) {
             Ok(_) => return Ok((id, paths)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
