@@ -52,11 +52,11 @@ async fn ids_outside_the_file_store_alphabet_are_not_found_and_touch_nothing() {
         );
         assert!(not_found(store.terminate(&id, None).await), "{foreign}");
         assert!(
-            not_found(store.concat(&id, &[own.clone()], None).await),
+            not_found(store.concat(&id, std::slice::from_ref(&own), None).await),
             "{foreign}"
         );
         assert!(
-            not_found(store.concat(&own, &[id.clone()], None).await),
+            not_found(store.concat(&own, std::slice::from_ref(&id), None).await),
             "{foreign}"
         );
     }
