@@ -51,14 +51,14 @@
 //!
 //! # How it works
 //!
-//! - Keys follow etcd's Go `concurrency.Mutex` exactly (`{prefix}{id}/{lease
+//! - Keys follow etcd's Go `concurrency.Mutex` (`{prefix}{id}/{lease
 //!   hex}`, lowest create revision owns), so Go tusd nodes and `etcdctl lock
 //!   {prefix}{id}` take the same locks. As in the Go locker, nothing separates
 //!   prefix and id: upload `abc` under `/tusd` is the lock `/tusdabc`. An
 //!   uncontended lock and unlock cost two raft writes: the Txn that creates
-//!   the key and the delete, itself a Txn conditional on the key's create
-//!   revision, because a delete that a hung etcd member applies late must
-//!   not remove the process's next key of the same name.
+//!   the key and a plain delete. A delete that etcd did not answer may be
+//!   applied late, so it retires the key's name: later locks of that upload
+//!   write `{prefix}{id}/{n}/{lease hex}`, which the late delete cannot touch.
 //! - One lease per locker, kept alive by one task over a stream per
 //!   endpoint (clients from [`connect()`]), so that one hung member cannot
 //!   stall every keep-alive; the locker trusts it only up to two thirds of

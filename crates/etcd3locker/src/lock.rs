@@ -184,8 +184,28 @@ pub(crate) async fn acquire(
     if fast.succeeded() {
         return Ok(fast.header().map_or(0, |h| h.revision()));
     }
-    // Someone else's key, or a key of ours that a failed unlock or a late
-    // attempt left, is there: `concurrency.Mutex`'s Txn from here on.
+    // Boxed: the free lock's future, moved on every poll path, stays small.
+    Box::pin(contend(client, name, key, lease, put, deadline)).await
+}
+
+/// Someone else's key, or a key of ours that a failed unlock or a late
+/// attempt left, is there: `concurrency.Mutex`'s Txn from here on.
+async fn contend(
+    client: &Client,
+    name: &str,
+    key: &str,
+    lease: &Lease,
+    put: TxnOp,
+    deadline: Instant,
+) -> Result<i64, AcquireError> {
+    let lease_gone = |error: CallError| {
+        if error.is_lease_not_found() {
+            lease.invalidate();
+            AcquireError::LeaseLost
+        } else {
+            AcquireError::from(error)
+        }
+    };
     let owner = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend)
