@@ -11,7 +11,7 @@
 //! client to a random endpoint and does not say which, nor hand out its
 //! options; a locker on that cluster uses them to keep its lease alive
 //! through every endpoint separately, so that one hung member cannot stall
-//! all of its keep-alives (see the `lease` module).
+//! all of its keep-alives (see the `keepalive` module).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

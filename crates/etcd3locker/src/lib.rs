@@ -74,31 +74,42 @@
 //!   comparable, another cluster's are not.
 //!
 //! # Layout
-//! - [`options`] holds [`LockerOptions`] and the defaults.
-//! - [`connect`](mod@connect) holds [`ConnectOptions`] and [`connect()`], a client
-//!   with a clear error when etcd is unreachable.
-//! - `locker`: [`Etcd3Locker`], the seed's API and the handler's `Locker`.
-//! - `lease`: the locker's one lease, its keep-alive and loss.
-//! - `lock`: the `concurrency.Mutex` key protocol.
-//! - `wait`: watching predecessors (waiters) and successors (release requests).
-//! - `release_watch`: starts the release-request watch of locks held longer
-//!   than 50 ms, from one task per locker.
-//! - `queue`: local queueing per id.
-//! - `call`: one etcd request under a deadline, retried while unavailable.
-//! - [`error`] holds [`Error`].
+//!
+//! One concept per file, in reading order, as in etcd's Go `concurrency`
+//! package (`session.go`, `mutex.go`, `key.go`):
+//!
+//! - `locker`: [`Etcd3Locker`], the API of tusd's Go etcd3locker and the
+//!   handler's `Locker`: one lock from queue to release.
+//! - `session`: the locker's one lease (a `Session`), granted on first use,
+//!   replaced when lost, revoked at shutdown; the guard a held lock keeps to
+//!   hear of the lease's loss.
+//! - `keepalive`: the keep-alive task of a lease, one stream per endpoint,
+//!   and the local deadline after which the lease counts as lost.
+//! - `mutex`: the `concurrency.Mutex` key protocol: the key's name, the
+//!   Txns, the owner rule, unlock and clean-up.
+//! - `key`: waiting for the keys before one's own to be deleted.
+//! - `release_request`: the watch that tells a holder someone waits behind
+//!   it, started for locks held longer than 50 ms; dropped with the lock.
+//! - `queue`: local queueing per id; a caller's place is a `Turn` guard.
+//! - `call`: one etcd request under a deadline, retried while unavailable,
+//!   and the one place that classifies etcd errors, by gRPC code.
+//! - [`options`] holds [`LockerOptions`] and the defaults; [`connect`](mod@connect)
+//!   holds [`ConnectOptions`] and [`connect()`], a client with a clear error
+//!   when etcd is unreachable; [`error`] holds [`Error`].
 
 #![warn(missing_docs)]
 
 mod call;
 pub mod connect;
 pub mod error;
-mod lease;
-mod lock;
+mod keepalive;
+mod key;
 mod locker;
+mod mutex;
 pub mod options;
 mod queue;
-mod release_watch;
-mod wait;
+mod release_request;
+mod session;
 
 pub use connect::{connect, ConnectOptions};
 pub use error::Error;

@@ -12,10 +12,10 @@ use tusd_core::{
 };
 
 use crate::call::ATTEMPT_TIMEOUT;
-use crate::lease::{Lease, Leases};
-use crate::lock::{acquire, clean_up, release, AcquireError};
+use crate::mutex::{acquire, clean_up, release, AcquireError, LockKey};
 use crate::queue::{LocalQueue, Turn};
-use crate::release_watch::{Registrations, ReleaseWatches};
+use crate::release_request::{ReleaseWatch, ReleaseWatches};
+use crate::session::{Holder, Session};
 use crate::{Error, LockerOptions};
 
 /// How long [`Etcd3Locker::lock_upload`] waits, as the Go locker does.
@@ -37,7 +37,7 @@ pub struct Etcd3Locker {
 struct Inner {
     client: Client,
     options: LockerOptions,
-    leases: Leases,
+    session: Session,
     queue: LocalQueue,
     release_watches: ReleaseWatches,
     /// Locks taken through [`Etcd3Locker::lock_upload`], by id.
@@ -61,7 +61,7 @@ impl Etcd3Locker {
     pub fn with_options(client: Client, options: LockerOptions) -> Etcd3Locker {
         Etcd3Locker {
             inner: Arc::new(Inner {
-                leases: Leases::new(client.clone(), options.ttl_duration(), options.prefix()),
+                session: Session::new(client.clone(), options.ttl_duration(), options.prefix()),
                 release_watches: ReleaseWatches::new(client.clone()),
                 client,
                 options,
@@ -119,7 +119,7 @@ impl Etcd3Locker {
     /// holders are told the locks are lost. Later locks fail with
     /// [`Error::ShutDown`].
     pub async fn shutdown(&self) {
-        self.inner.leases.shutdown().await;
+        self.inner.session.close().await;
         let uploads = std::mem::take(&mut *self.inner.uploads.lock().unwrap());
         drop(uploads);
     }
@@ -136,22 +136,20 @@ impl Etcd3Locker {
             .ok_or(Error::FileLocked)?;
         let name = format!("{}{id}/", inner.options.prefix());
         loop {
-            let lease = inner.leases.get(deadline).await?;
-            let key = lease.key(&name);
-            let revision = match acquire(&inner.client, &name, &key, &lease, deadline).await {
+            let own = LockKey::new(inner.session.lease(deadline).await?, name.clone());
+            let revision = match acquire(&inner.client, &own, deadline).await {
                 Ok(revision) => revision,
-                Err(failure) => {
-                    let kv = inner.client.kv_client();
-                    if matches!(failure, AcquireError::LeaseLost) && Instant::now() < deadline {
-                        // A new lease means a new key name, so the old key can
-                        // be cleaned up while this caller goes on. On the same
-                        // lease the key was seen gone already.
-                        if lease.is_lost() {
-                            tokio::spawn(clean_up(kv, lease, name.clone(), key, false, ()));
-                        }
-                        continue;
+                Err(AcquireError::LeaseLost) if Instant::now() < deadline => {
+                    // A new lease means a new key, so the old key can be
+                    // cleaned up while this caller goes on. On the same lease
+                    // the key was seen gone already.
+                    if own.lease.is_lost() {
+                        tokio::spawn(clean_up(inner.client.kv_client(), own, false, ()));
                     }
-                    tokio::spawn(clean_up(kv, lease, name, key, false, turn));
+                    continue;
+                }
+                Err(failure) => {
+                    tokio::spawn(clean_up(inner.client.kv_client(), own, false, turn));
                     return Err(match failure {
                         AcquireError::StillHeld => Error::FileLocked,
                         AcquireError::LeaseLost => Error::LockLost,
@@ -160,27 +158,24 @@ impl Etcd3Locker {
                 }
             };
             let signals = LockSignals::new();
-            let Some(registration) = lease.register(&signals) else {
+            let Some(holder) = own.lease.hold(&signals) else {
                 continue;
             };
             turn.set_holder(&signals);
-            let (watches, ticket) = inner.release_watches.register(
-                name.clone(),
-                key.clone(),
+            let watch = inner.release_watches.register(
+                own.name.clone(),
+                own.key.clone(),
                 revision,
                 signals.clone(),
             );
-            let token = FencingToken::new(lease.issuer().clone(), revision);
+            let token = FencingToken::new(own.lease.issuer().clone(), revision);
             let held = HeldLock {
                 kv: inner.client.kv_client(),
-                name,
-                key,
-                lease,
-                registration,
+                own,
                 signals: signals.clone(),
-                watches,
-                ticket,
-                _turn: turn,
+                watch,
+                holder,
+                turn,
             };
             return Ok(Lock::new(signals, Some(token), Box::new(held)));
         }
@@ -198,48 +193,45 @@ impl Locker for Etcd3Locker {
     }
 }
 
-/// A lock this locker holds: its key, the lease the key lives on, and its
-/// place in the local queue, which the next local caller gets on release.
+/// A lock this locker holds: its key, and guards for what it takes part
+/// in while held: the release-request watch, the lease's loss notices, and
+/// its place in the local queue, which the next local caller gets once the
+/// key is gone.
 struct HeldLock {
     // Not the locker itself: a lock kept in the locker's own table
     // (`lock_upload`) must not keep the locker alive.
     kv: etcd_client::KvClient,
-    /// The lock range, `{prefix}{id}/`.
-    name: String,
-    key: String,
-    lease: Arc<Lease>,
-    registration: u64,
+    own: LockKey,
     signals: LockSignals,
-    watches: Registrations,
-    ticket: u64,
-    _turn: Turn,
+    watch: ReleaseWatch,
+    holder: Holder,
+    turn: Turn,
 }
 
 #[async_trait]
 impl Release for HeldLock {
     async fn release(self: Box<Self>) -> Result<(), LockError> {
-        self.watches.end(self.ticket);
-        self.lease.unregister(self.registration);
-        if self.signals.is_lost() || self.lease.is_lost() {
+        let HeldLock {
+            kv,
+            own,
+            signals,
+            watch,
+            holder,
+            turn,
+        } = *self;
+        drop((watch, holder));
+        if signals.is_lost() || own.lease.is_lost() {
             // The lease is being revoked (or has expired), which deletes the key.
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        match release(&self.kv, &self.lease, &self.name, &self.key, deadline).await {
+        match release(&kv, &own, deadline).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(LockError::Lost),
             Err(e) => {
                 // Until the key is surely gone, the next local caller waits
                 // rather than queue behind it.
-                let HeldLock {
-                    kv,
-                    name,
-                    key,
-                    lease,
-                    _turn,
-                    ..
-                } = *self;
-                tokio::spawn(clean_up(kv, lease, name, key, true, _turn));
+                tokio::spawn(clean_up(kv, own, true, turn));
                 Err(LockError::from(e))
             }
         }

@@ -1,13 +1,16 @@
-//! Release-request watches, started only for locks held long enough to
-//! need one.
+//! Release requests: a holder learns that someone waits behind it from a
+//! watch on its lock range, and asks itself to release.
 //!
-//! A holder learns that another process waits from a watch on its lock name
-//! (see [`crate::wait::request_release_on_waiter`]). Most locks (a HEAD, a
-//! short PATCH) are released within milliseconds, and a watch per lock would
-//! cost etcd a watcher and the client a stream for nothing. So a lock is
-//! only *registered* here; one task per locker starts the watch of each lock
-//! still held [`RELEASE_WATCH_DELAY`] later. A waiter that arrived earlier is
-//! still seen: the watch starts at the revision after the holder's key.
+//! Any later key under the lock name fires the request, whoever wrote it: a
+//! waiter in another tusd-rs process, a Go tusd node or `etcdctl lock`. (A
+//! waiter in the same process asks through the local queue instead.)
+//!
+//! Most locks (a HEAD, a short PATCH) are released within milliseconds, and
+//! a watch per lock would cost etcd a watcher and the client a stream for
+//! nothing. So a lock is only *registered* here; one task per locker starts
+//! the watch of each lock still held [`RELEASE_WATCH_DELAY`] later. A waiter
+//! that arrived earlier is still seen: the watch starts at the revision
+//! after the holder's key.
 //!
 //! One scheduling task instead of a sleeping task per lock keeps the
 //! uncontended lock path to two map operations under a mutex, which matters
@@ -17,13 +20,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::Client;
+use etcd_client::{Client, GetOptions, WatchFilterType, WatchOptions};
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{sleep, Instant};
 use tokio_util::sync::CancellationToken;
 use tusd_core::LockSignals;
 
-use crate::wait::request_release_on_waiter;
+use crate::call::ATTEMPT_TIMEOUT;
 
 /// How long a lock is held before it watches for waiters.
 const RELEASE_WATCH_DELAY: Duration = Duration::from_millis(50);
@@ -34,11 +37,11 @@ pub(crate) struct ReleaseWatches {
     shared: Arc<Shared>,
 }
 
-/// What a held lock keeps to end its registration; does not keep the
-/// scheduler alive.
-#[derive(Clone)]
-pub(crate) struct Registrations {
+/// A held lock's registration: dropping it ends the watch, or keeps it from
+/// starting. Does not keep the scheduler alive.
+pub(crate) struct ReleaseWatch {
     shared: Arc<Shared>,
+    ticket: u64,
 }
 
 struct Shared {
@@ -86,14 +89,14 @@ impl ReleaseWatches {
     }
 
     /// Schedules the release watch of the lock `name` held through `key`
-    /// (created at `revision`); returns the ticket that ends it.
+    /// (created at `revision`), until the returned guard is dropped.
     pub(crate) fn register(
         &self,
         name: String,
         key: String,
         revision: i64,
         signals: LockSignals,
-    ) -> (Registrations, u64) {
+    ) -> ReleaseWatch {
         let mut state = self.shared.state.lock().unwrap();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -114,10 +117,10 @@ impl ReleaseWatches {
             state.scheduler_idle = false;
             self.shared.registered.notify_one();
         }
-        let registrations = Registrations {
+        ReleaseWatch {
             shared: self.shared.clone(),
-        };
-        (registrations, ticket)
+            ticket,
+        }
     }
 }
 
@@ -127,12 +130,11 @@ impl Drop for ReleaseWatches {
     }
 }
 
-impl Registrations {
-    /// Ends the registration `ticket`: the watch never starts, or stops.
-    pub(crate) fn end(&self, ticket: u64) {
+impl Drop for ReleaseWatch {
+    fn drop(&mut self) {
         let mut state = self.shared.state.lock().unwrap();
-        if state.pending.remove(&ticket).is_none() {
-            if let Some(watch) = state.started.remove(&ticket) {
+        if state.pending.remove(&self.ticket).is_none() {
+            if let Some(watch) = state.started.remove(&self.ticket) {
                 watch.cancel();
             }
         }
@@ -178,4 +180,81 @@ async fn sleep_until_or_forever(due: Option<Instant>) {
         Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
+}
+
+/// Asks the holder of `own_key` (created at `own_revision`) to release as
+/// soon as any later key appears under `name`: a waiter in another process,
+/// a Go tusd node or `etcdctl lock`. Runs until `stop` or the request.
+async fn request_release_on_waiter(
+    client: Client,
+    name: String,
+    own_key: String,
+    own_revision: i64,
+    signals: LockSignals,
+    stop: CancellationToken,
+) {
+    let mut from_revision = own_revision + 1;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_revision)
+            .with_filters([WatchFilterType::NoDelete]);
+        let mut client = client.clone();
+        let opened = tokio::select! {
+            _ = stop.cancelled() => return,
+            opened = client.watch(name.as_str(), Some(options)) => opened,
+        };
+        if let Ok(mut stream) = opened {
+            loop {
+                let message = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    message = stream.message() => message,
+                };
+                let Ok(Some(response)) = message else { break };
+                if response.canceled() {
+                    // Compacted past our revision: the history is gone, so
+                    // look at the keys themselves, then watch from now on.
+                    match later_keys(&mut client, &name, own_revision).await {
+                        Some((0, now)) => from_revision = now + 1,
+                        Some(_) => {
+                            signals.request_release();
+                            return;
+                        }
+                        None => {}
+                    }
+                    break;
+                }
+                let mut waiter = false;
+                for kv in response.events().iter().filter_map(|event| event.kv()) {
+                    waiter |= kv.create_revision() > own_revision && kv.key() != own_key.as_bytes();
+                    from_revision = from_revision.max(kv.mod_revision() + 1);
+                }
+                if waiter {
+                    signals.request_release();
+                    return;
+                }
+                backoff = Duration::from_millis(50);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// How many keys under `name` were created after `own_revision`, and the
+/// revision of that answer; `None` when etcd did not answer.
+async fn later_keys(client: &mut Client, name: &str, own_revision: i64) -> Option<(i64, i64)> {
+    let options = GetOptions::new()
+        .with_prefix()
+        .with_min_create_revision(own_revision + 1)
+        .with_count_only();
+    let answer = tokio::time::timeout(ATTEMPT_TIMEOUT, client.get(name, Some(options)))
+        .await
+        .ok()?
+        .ok()?;
+    Some((answer.count(), answer.header()?.revision()))
 }

@@ -1,23 +1,13 @@
-//! The locker's one lease: granted on first use, kept alive by one task,
-//! replaced when lost, and revoked after a loss once etcd answers again.
+//! Keeping one lease alive, and deciding locally when it is lost.
 //!
-//! Every lock key a locker writes is attached to its current lease, so a
-//! crashed process loses all its locks when the lease expires, and a clean
-//! shutdown drops them all with one revoke. Sharing one lease among all
-//! locks (instead of one per lock, as the Go locker does) saves two raft
-//! writes per lock (grant and revoke).
-//!
-//! Loss is decided locally, before etcd could decide it: the lease counts as
+//! Loss is decided here, before etcd could decide it: the lease counts as
 //! valid until the *send* time of the last acknowledged keep-alive plus two
 //! thirds of the TTL. etcd renewed the lease when it received that keep-alive,
 //! which was after we sent it, so etcd keeps the lease at least a third of
 //! the TTL longer than we trust it. Past our deadline, or when etcd answers
 //! a keep-alive with TTL 0 (the lease is gone), every lock under the lease is
-//! told at once ([`tusd_core::LockSignals::mark_lost`]), and the next lock
-//! gets a new lease. The lost lease is then revoked, retried until etcd
-//! confirms it, because after an outage etcd restores leases with a fresh
-//! TTL: without the revoke, the old keys would block their uploads for a
-//! whole TTL after etcd is back.
+//! told at once ([`tusd_core::LockSignals::mark_lost`]); the session then
+//! revokes the lease and grants a new one for the next lock.
 //!
 //! Keep-alives go out every sixth of the TTL on one stream per route (see
 //! [`Route`]), and while a stream's keep-alive is unanswered a fresh stream
@@ -25,22 +15,21 @@
 //! costs its stream but never the lease while another member answers.
 //! The budget behind these numbers is in `docs/cluster.md`, "Timing budget".
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, LeaseGrantOptions, LeaseKeeper};
+use etcd_client::{Client, LeaseKeeper};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tusd_core::LockSignals;
 
-use crate::call::{classify, retry, Failure, ATTEMPT_TIMEOUT};
+use crate::call::{classify, Failure};
 use crate::connect::Endpoints;
-use crate::{Error, GRANT_TIMEOUT};
+use crate::session::Lease;
 
+/// Keep-alive timing derived from the TTL.
 /// Keep-alive timing derived from the TTL.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timing {
@@ -78,18 +67,38 @@ impl Timing {
 /// its stream. For any other client the locker opens two streams through it
 /// and reopens one while both answer from the same member.
 #[derive(Clone)]
-enum Route {
+pub(crate) enum Route {
     Shared(Box<Client>),
     Endpoint(Arc<EndpointRoute>),
 }
 
-struct EndpointRoute {
+pub(crate) struct EndpointRoute {
     endpoint: String,
     options: etcd_client::ConnectOptions,
     client: tokio::sync::OnceCell<Client>,
 }
 
 impl Route {
+    /// The routes for a client connected to cluster `cluster_id`: one per
+    /// endpoint when [`crate::connect()`] made a client for it, else two
+    /// through `client`.
+    pub(crate) fn for_cluster(client: &Client, cluster_id: u64) -> Vec<Route> {
+        match Endpoints::of_cluster(cluster_id) {
+            Some(endpoints) => endpoints
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    Route::Endpoint(Arc::new(EndpointRoute {
+                        endpoint: endpoint.clone(),
+                        options: endpoints.options.clone(),
+                        client: tokio::sync::OnceCell::new(),
+                    }))
+                })
+                .collect(),
+            None => vec![Route::Shared(Box::new(client.clone())); 2],
+        }
+    }
+
     async fn client(&self) -> Result<Client, etcd_client::Error> {
         match self {
             Route::Shared(client) => Ok((**client).clone()),
@@ -103,281 +112,6 @@ impl Route {
 
     fn is_shared(&self) -> bool {
         matches!(self, Route::Shared(_))
-    }
-}
-
-/// The current lease of a locker, and how to get a fresh one.
-pub(crate) struct Leases {
-    client: Client,
-    ttl: Duration,
-    prefix: String,
-    /// Decided at the first grant, when the cluster id is known.
-    routes: Mutex<Option<Vec<Route>>>,
-    current: Mutex<Option<Arc<Lease>>>,
-    /// Held while granting, so concurrent callers wait for one grant.
-    granting: tokio::sync::Mutex<()>,
-    /// Cancelled at shutdown or when the locker is dropped; stops keep-alives
-    /// and the revokes of lost leases.
-    stop: CancellationToken,
-}
-
-/// One granted lease and the locks held under it.
-pub(crate) struct Lease {
-    id: i64,
-    /// The fencing token issuer: `etcd:{cluster id}{prefix}`.
-    issuer: Arc<str>,
-    lost: CancellationToken,
-    /// Signals of the locks held under this lease; `None` once lost, so a
-    /// lock that registers late learns at once that its lease is gone.
-    holders: Mutex<Option<HashMap<u64, LockSignals>>>,
-    next_holder: AtomicU64,
-    /// Lock names whose key under this lease a delete that etcd has not
-    /// answered may still remove, with how often that happened (see
-    /// [`Lease::key`]). Grows only when etcd fails to answer a delete.
-    retired: Mutex<HashMap<String, u32>>,
-}
-
-impl Leases {
-    pub(crate) fn new(client: Client, ttl: Duration, prefix: &str) -> Leases {
-        Leases {
-            client,
-            ttl,
-            prefix: prefix.to_owned(),
-            routes: Mutex::new(None),
-            current: Mutex::new(None),
-            granting: tokio::sync::Mutex::new(()),
-            stop: CancellationToken::new(),
-        }
-    }
-
-    /// The lease to attach new lock keys to: the current one while it is
-    /// valid, else a new one granted before `deadline`.
-    pub(crate) async fn get(&self, deadline: Instant) -> Result<Arc<Lease>, Error> {
-        if let Some(lease) = self.valid() {
-            return Ok(lease);
-        }
-        let _granting = self.granting.lock().await;
-        if self.stop.is_cancelled() {
-            return Err(Error::ShutDown);
-        }
-        if let Some(lease) = self.valid() {
-            return Ok(lease);
-        }
-        let (lease, granted_at, cluster_id) = self.grant(deadline).await?;
-        let routes = self
-            .routes
-            .lock()
-            .unwrap()
-            .get_or_insert_with(|| self.routes_for(cluster_id))
-            .clone();
-        let keeper = KeepAlive::new(lease.clone(), Timing::for_ttl(self.ttl), routes, granted_at);
-        tokio::spawn(keeper.run(self.client.clone(), self.stop.child_token()));
-        *self.current.lock().unwrap() = Some(lease.clone());
-        Ok(lease)
-    }
-
-    fn routes_for(&self, cluster_id: u64) -> Vec<Route> {
-        match Endpoints::of_cluster(cluster_id) {
-            Some(endpoints) => endpoints
-                .endpoints
-                .iter()
-                .map(|endpoint| {
-                    Route::Endpoint(Arc::new(EndpointRoute {
-                        endpoint: endpoint.clone(),
-                        options: endpoints.options.clone(),
-                        client: tokio::sync::OnceCell::new(),
-                    }))
-                })
-                .collect(),
-            None => vec![Route::Shared(Box::new(self.client.clone())); 2],
-        }
-    }
-
-    fn valid(&self) -> Option<Arc<Lease>> {
-        if self.stop.is_cancelled() {
-            return None;
-        }
-        let current = self.current.lock().unwrap();
-        current.as_ref().filter(|lease| !lease.is_lost()).cloned()
-    }
-
-    /// Revokes the current lease, so every key of this locker goes at once,
-    /// and tells every holder its lock is lost. Later [`Leases::get`] fails.
-    pub(crate) async fn shutdown(&self) {
-        self.stop.cancel();
-        let _granting = self.granting.lock().await;
-        let lease = self.current.lock().unwrap().take();
-        if let Some(lease) = lease {
-            lease.mark_lost();
-            let id = lease.id;
-            let deadline = Instant::now() + 2 * GRANT_TIMEOUT;
-            let revoked = retry(deadline, ATTEMPT_TIMEOUT, || {
-                let mut client = self.client.clone();
-                async move { revoke_once(&mut client, id).await }
-            })
-            .await;
-            if let Err(e) = revoked {
-                tracing::warn!(lease = format_args!("{id:x}"), error = ?e,
-                    "could not revoke the etcd lease at shutdown; it expires after its TTL");
-            }
-        }
-    }
-
-    /// Grants a lease with an id chosen here, so that a grant retried after a
-    /// timeout cannot create a second lease, and a grant given up on can be
-    /// revoked by id. Returns the lease, when the grant was sent and the id
-    /// of the cluster that granted it.
-    async fn grant(&self, deadline: Instant) -> Result<(Arc<Lease>, Instant, u64), Error> {
-        let id = (rand::random::<i64>() & i64::MAX).max(1);
-        let ttl = self.ttl.as_secs() as i64;
-        let sent = Instant::now();
-        let granted = retry(deadline, GRANT_TIMEOUT, || {
-            let mut client = self.client.clone();
-            async move {
-                match client
-                    .lease_grant(ttl, Some(LeaseGrantOptions::new().with_id(id)))
-                    .await
-                {
-                    Ok(answer) => Ok(answer.header().map(|h| h.cluster_id())),
-                    // An earlier attempt that timed out did grant it.
-                    Err(e) if classify(&e) == Failure::LeaseExists => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-        })
-        .await;
-        let cluster_id = match granted {
-            Ok(Some(cluster_id)) => Ok(cluster_id),
-            Ok(None) => retry(deadline, ATTEMPT_TIMEOUT, || {
-                let mut client = self.client.clone();
-                async move {
-                    let answer = client.lease_time_to_live(id, None).await?;
-                    Ok(answer.header().map_or(0, |h| h.cluster_id()))
-                }
-            })
-            .await
-            .map_err(Error::from),
-            Err(e) => Err(Error::from(e)),
-        };
-        let cluster_id = match cluster_id {
-            Ok(cluster_id) => cluster_id,
-            Err(e) => {
-                let client = self.client.clone();
-                tokio::spawn(revoke_until_confirmed(client, id, self.stop.child_token()));
-                return Err(e);
-            }
-        };
-        tracing::debug!(lease = format_args!("{id:x}"), "granted etcd lease");
-        let lease = Lease {
-            id,
-            issuer: format!("etcd:{cluster_id:016x}{}", self.prefix).into(),
-            lost: CancellationToken::new(),
-            holders: Mutex::new(Some(HashMap::new())),
-            next_holder: AtomicU64::new(0),
-            retired: Mutex::new(HashMap::new()),
-        };
-        Ok((Arc::new(lease), sent, cluster_id))
-    }
-}
-
-impl Drop for Leases {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl Lease {
-    /// The lease id; lock keys end in it, in lowercase hex.
-    pub(crate) fn id(&self) -> i64 {
-        self.id
-    }
-
-    /// This lease's key under the lock range `name` (which ends in `/`):
-    /// `{name}{lease id in lowercase hex}`, the name etcd's Go
-    /// `concurrency.Mutex` would use, or `{name}{n}/{lease id in hex}` once
-    /// `name` has been [retired](Lease::retire) `n` times.
-    pub(crate) fn key(&self, name: &str) -> String {
-        match self.retired.lock().unwrap().get(name) {
-            None => format!("{name}{:x}", self.id),
-            Some(n) => format!("{name}{n}/{:x}", self.id),
-        }
-    }
-
-    /// Never writes the current key of `name` again: a delete of it was sent
-    /// without an answer, and etcd may still apply it (a hung member keeps
-    /// it queued), which must not remove a later key of this lease.
-    pub(crate) fn retire(&self, name: &str) {
-        *self
-            .retired
-            .lock()
-            .unwrap()
-            .entry(name.to_owned())
-            .or_insert(0) += 1;
-    }
-
-    /// Whether `key` was written under this lease: it ends in `/{id hex}`.
-    pub(crate) fn wrote(&self, key: &[u8]) -> bool {
-        let suffix = format!("/{:x}", self.id);
-        key.ends_with(suffix.as_bytes())
-    }
-
-    /// Names the counter that fencing tokens of locks under this lease come
-    /// from: one etcd cluster's revisions, for one key prefix.
-    pub(crate) fn issuer(&self) -> &Arc<str> {
-        &self.issuer
-    }
-
-    pub(crate) fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
-    }
-
-    /// Resolves once the lease is lost or revoked.
-    pub(crate) async fn lost(&self) {
-        self.lost.cancelled().await
-    }
-
-    /// Records that etcd answered a request with "lease not found": every
-    /// lock under it is lost, and the next lock gets a new lease. Nothing
-    /// needs revoking.
-    pub(crate) fn invalidate(&self) {
-        if !self.is_lost() {
-            tracing::warn!(
-                lease = format_args!("{:x}", self.id),
-                "etcd no longer knows the lease"
-            );
-        }
-        self.mark_lost();
-    }
-
-    /// Adds a held lock to those told on loss. Returns `None`, having marked
-    /// `signals` lost, when the lease is already lost.
-    pub(crate) fn register(&self, signals: &LockSignals) -> Option<u64> {
-        let mut holders = self.holders.lock().unwrap();
-        match holders.as_mut() {
-            Some(holders) => {
-                let key = self.next_holder.fetch_add(1, Ordering::Relaxed);
-                holders.insert(key, signals.clone());
-                Some(key)
-            }
-            None => {
-                signals.mark_lost();
-                None
-            }
-        }
-    }
-
-    pub(crate) fn unregister(&self, key: u64) {
-        if let Some(holders) = self.holders.lock().unwrap().as_mut() {
-            holders.remove(&key);
-        }
-    }
-
-    fn mark_lost(&self) {
-        self.lost.cancel();
-        let holders = self.holders.lock().unwrap().take();
-        for signals in holders.into_iter().flat_map(HashMap::into_values) {
-            signals.mark_lost();
-        }
     }
 }
 
@@ -488,7 +222,7 @@ const FIRST_OPEN_BACKOFF: Duration = Duration::from_millis(50);
 const FIRST_DUPLICATE_GAP: Duration = Duration::from_millis(100);
 
 /// The keep-alive task of one lease.
-struct KeepAlive {
+pub(crate) struct KeepAlive {
     lease: Arc<Lease>,
     timing: Timing,
     valid_until: Instant,
@@ -499,7 +233,12 @@ struct KeepAlive {
 }
 
 impl KeepAlive {
-    fn new(lease: Arc<Lease>, timing: Timing, routes: Vec<Route>, granted_at: Instant) -> Self {
+    pub(crate) fn new(
+        lease: Arc<Lease>,
+        timing: Timing,
+        routes: Vec<Route>,
+        granted_at: Instant,
+    ) -> Self {
         let (events, received) = mpsc::unbounded_channel();
         let now = Instant::now();
         KeepAlive {
@@ -524,25 +263,23 @@ impl KeepAlive {
         }
     }
 
-    /// Keeps the lease alive until `stop` or loss; after a loss, revokes it
-    /// until etcd confirms (or `stop`).
-    async fn run(mut self, client: Client, stop: CancellationToken) {
+    /// Keeps the lease alive until `stop` or loss. Marks the lease lost
+    /// (telling every holder) and returns `true` when it was lost here.
+    pub(crate) async fn run(mut self, stop: CancellationToken) -> bool {
         let lease = self.lease.clone();
         let reason = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return false,
             // Invalidated by a lock request that etcd told the lease is gone.
-            _ = lease.lost.cancelled() => return,
+            _ = lease.lost() => return false,
             reason = self.keep() => reason,
         };
         tracing::warn!(
-            lease = format_args!("{:x}", lease.id),
+            lease = format_args!("{:x}", lease.id()),
             reason,
             "etcd lease lost"
         );
         lease.mark_lost();
-        // Open streams would only renew a lease we no longer trust.
-        drop(self);
-        revoke_until_confirmed(client, lease.id, stop).await;
+        true
     }
 
     /// Runs until the lease is lost; returns why.
@@ -615,14 +352,14 @@ impl KeepAlive {
             let state = &mut self.routes[index];
             if state.stream.is_some() {
                 tracing::debug!(
-                    lease = format_args!("{:x}", self.lease.id),
+                    lease = format_args!("{:x}", self.lease.id()),
                     "keep-alive unanswered, opening another stream"
                 );
             }
             state.generation += 1;
             let task = tokio::spawn(run_stream(
                 state.route.clone(),
-                self.lease.id,
+                self.lease.id(),
                 self.events.clone(),
                 index,
                 state.generation,
@@ -760,48 +497,6 @@ async fn run_stream(
             Ok(None) => return report(Happened::Closed(None)),
             Err(e) => return report(Happened::Closed(Some(classify(&e)))),
         }
-    }
-}
-
-/// One revoke of lease `id`; etcd not knowing the lease counts as done.
-async fn revoke_once(client: &mut Client, id: i64) -> Result<(), etcd_client::Error> {
-    match client.lease_revoke(id).await {
-        Err(e) if classify(&e) == Failure::LeaseNotFound => Ok(()),
-        other => other.map(drop),
-    }
-}
-
-/// Revokes lease `id` (deleting its keys), retrying with backoff until etcd
-/// confirms that the lease is gone, or `stop`. No time limit: after an
-/// outage etcd restores a lease with a fresh TTL, so giving up would leave
-/// its keys in the way for a whole TTL after etcd is back.
-async fn revoke_until_confirmed(mut client: Client, id: i64, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    let mut warned = false;
-    loop {
-        let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, revoke_once(&mut client, id));
-        let outcome = tokio::select! {
-            _ = stop.cancelled() => return,
-            outcome = attempt => outcome,
-        };
-        match outcome {
-            Ok(Ok(())) => {
-                tracing::info!(lease = format_args!("{id:x}"), "lost etcd lease revoked");
-                return;
-            }
-            Ok(Err(e)) if classify(&e) != Failure::Unavailable && !warned => {
-                warned = true;
-                tracing::warn!(lease = format_args!("{id:x}"), error = %e,
-                    "etcd refuses to revoke a lost lease; still trying");
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "revoking a lost lease failed"),
-            Err(_) => tracing::debug!("revoking a lost lease: no answer"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
