@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::cors::CorsConfig;
+
 /// Settings of one [`crate::TusHandler`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -34,6 +36,10 @@ pub struct Config {
     pub max_concat_partials: usize,
     /// Uploads one client address may create per minute; 0 means no limit.
     pub creations_per_minute: u32,
+    /// CORS for browser clients on other origins; `None` sends no CORS
+    /// headers. [`crate::TusHandler::router`] does not apply it yet: wrap
+    /// the router in [`crate::cors::layer`] of this.
+    pub cors: Option<CorsConfig>,
 }
 
 impl Default for Config {
@@ -50,6 +56,7 @@ impl Default for Config {
             fault_ignore_lock_signals: false,
             max_concat_partials: 1000,
             creations_per_minute: 0,
+            cors: Some(CorsConfig::default()),
         }
     }
 }

@@ -31,6 +31,7 @@
 
 mod body;
 pub mod config;
+pub mod cors;
 mod drain;
 pub mod error;
 pub mod events;

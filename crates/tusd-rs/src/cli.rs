@@ -1,5 +1,5 @@
-//! The command line: tusd's flag names where tusd has one, each also
-//! readable from a `TUSD_*` environment variable.
+//! The server's settings: the command line, with tusd's flag names where
+//! tusd has one, each also readable from a `TUSD_*` environment variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,16 +10,23 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 20s, 500ms, 1h)"))
 }
 
+/// How the binary writes its log (one line per request either way).
+/// [`crate::run`] does not look at it: logging is the caller's to set up.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// A tus 1.0 resumable-upload server.
-#[derive(Debug, Parser)]
-#[command(name = "tusd-rs", version, about)]
-pub struct Cli {
+/// The settings of [`crate::run`], one field per flag.
+///
+/// Make one with [`Config::from_args`], or with clap's `Parser` as the
+/// binary does, then change fields as you like. Either way the `TUSD_*`
+/// environment variables count, as for the binary. `host` and `port` only
+/// tell the binary where to bind: `run` serves the listener it is given.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "tusd-rs", version, about, long_about = None)]
+pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "TUSD_HOST", default_value = "0.0.0.0")]
     pub host: String,
@@ -54,7 +61,7 @@ pub struct Cli {
     #[arg(long, env = "TUSD_DISABLE_CORS")]
     pub disable_cors: bool,
     /// Regular expression an Origin must match in full to get CORS headers.
-    #[arg(long, env = "TUSD_CORS_ALLOW_ORIGIN", default_value = ".*")]
+    #[arg(long, env = "TUSD_CORS_ALLOW_ORIGIN", default_value = tusd_handler::cors::DEFAULT_ALLOW_ORIGIN)]
     pub cors_allow_origin: String,
     /// Allow credentialed cross-origin requests.
     #[arg(long, env = "TUSD_CORS_ALLOW_CREDENTIALS")]
@@ -63,14 +70,14 @@ pub struct Cli {
     #[arg(
         long,
         env = "TUSD_CORS_ALLOW_METHODS",
-        default_value = "POST, HEAD, PATCH, OPTIONS, GET, DELETE"
+        default_value = tusd_handler::cors::DEFAULT_ALLOW_METHODS
     )]
     pub cors_allow_methods: String,
     /// Extra request headers allowed cross-origin, added to the tus ones.
     #[arg(long, env = "TUSD_CORS_ALLOW_HEADERS", default_value = "")]
     pub cors_allow_headers: String,
     /// How long browsers may cache a preflight answer, in seconds.
-    #[arg(long, env = "TUSD_CORS_MAX_AGE", default_value_t = 86400)]
+    #[arg(long, env = "TUSD_CORS_MAX_AGE", default_value_t = tusd_handler::cors::DEFAULT_MAX_AGE)]
     pub cors_max_age: u64,
     /// Extra response headers exposed cross-origin, added to the tus ones.
     #[arg(long, env = "TUSD_CORS_EXPOSE_HEADERS", default_value = "")]
@@ -138,7 +145,8 @@ pub struct Cli {
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// etcd endpoints, comma-separated; setting this switches to the etcd locker.
+    /// etcd endpoints, comma-separated; setting this switches to the etcd locker
+    /// (an error in a build without the `etcd` feature).
     #[arg(long, env = "TUSD_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
     /// Key prefix of the etcd locks.
@@ -165,4 +173,18 @@ pub struct Cli {
     /// How long start-up waits for etcd before giving up.
     #[arg(long, env = "TUSD_ETCD_CONNECT_TIMEOUT", default_value = "5s", value_parser = duration)]
     pub etcd_connect_timeout: Duration,
+}
+
+impl Config {
+    /// Parses `args` as the binary parses its command line (without the
+    /// program name), `TUSD_*` environment variables included. The error
+    /// is clap's: its message names the flag and says what is wrong.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let program = std::iter::once(std::ffi::OsString::from("tusd-rs"));
+        Config::try_parse_from(program.chain(args.into_iter().map(Into::into)))
+    }
 }

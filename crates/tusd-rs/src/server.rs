@@ -1,17 +1,18 @@
-//! Assembling and running the server: store, locker, handler, metrics,
-//! CORS, the listener, and the shutdown sequence.
+//! [`crate::run`]'s body: store, locker, handler, metrics and CORS put
+//! together, the listener served, and the shutdown sequence.
 //!
 //! Connections are accepted and served by `connections` (our own accept loop
 //! on hyper, with the connection limits), not by `axum::serve`.
 //!
-//! Shutdown on SIGTERM or SIGINT: stop accepting connections (idle ones are
-//! closed); let requests in flight finish for up to `--shutdown-timeout`;
-//! then tell the bodies still streaming to stop (each stores what it
-//! received, answers with its offset and unlocks) and give them a short
-//! grace to do so, after which connections still open are dropped; finally
-//! release every lock the locker still holds (for etcd: revoke the lease)
-//! and exit 0.
+//! Shutdown, once the caller's shutdown future completes (the binary's: on
+//! SIGTERM or SIGINT): stop accepting connections (idle ones are closed);
+//! let requests in flight finish for up to `--shutdown-timeout`; then tell
+//! the bodies still streaming to stop (each stores what it received,
+//! answers with its offset and unlocks) and give them a short grace to do
+//! so, after which connections still open are dropped; finally release
+//! every lock the locker still holds (for etcd: revoke the lease).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,47 +22,43 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio_util::task::AbortOnDropHandle;
 use tusd_filestore::FileStore;
-use tusd_handler::{Config, StoreComposer, TusHandler};
+use tusd_handler::cors::{self, CorsConfig, CorsError};
+use tusd_handler::{StoreComposer, TusHandler};
 
-use crate::cli::Cli;
+use crate::cli::Config;
 use crate::connections::{self, Settings, Timeouts};
-use crate::cors::{self, Cors};
+use crate::error::Error;
 use crate::locker;
 
 /// How long bodies cut short at the shutdown deadline get to answer.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn run(cli: Cli) -> Result<(), String> {
+pub async fn run(
+    cli: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let config = handler_config(&cli);
+    let cors = match &config.cors {
+        Some(policy) => Some(cors::layer(policy).map_err(cors_error)?),
+        None => None,
+    };
     let settings = connection_settings(&cli);
     let mut composer = StoreComposer::new();
     FileStore::new(&cli.upload_dir)
-        .map_err(|e| {
-            format!(
-                "cannot use upload directory {}: {e}",
-                cli.upload_dir.display()
-            )
+        .map_err(|source| Error::UploadDir {
+            path: cli.upload_dir.clone(),
+            source,
         })?
         .use_in(&mut composer);
     let locker = locker::install(&cli, &mut composer).await?;
 
-    let config = Config {
-        base_path: cli.base_path.clone(),
-        max_size: cli.max_size,
-        behind_proxy: cli.behind_proxy,
-        disable_download: cli.disable_download,
-        disable_termination: cli.disable_termination,
-        acquire_lock_timeout: cli.acquire_lock_timeout,
-        network_timeout: cli.network_timeout,
-        expire_after: (!cli.expire_after.is_zero()).then_some(cli.expire_after),
-        fault_ignore_lock_signals: cli.fault_ignore_lock_signals,
-        max_concat_partials: cli.max_concat_partials,
-        creations_per_minute: cli.creations_per_minute,
-    };
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
     }
-    let handler = TusHandler::new(&composer, config).map_err(|e| e.to_string())?;
+    let handler = TusHandler::new(&composer, config).map_err(|e| Error::Config(e.to_string()))?;
 
     let mut app = handler.router();
     let connection_metrics = connections::Metrics::default();
@@ -72,23 +69,23 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             &connection_metrics,
         ));
     }
-    if let Some(policy) = Cors::from_cli(&cli)? {
-        app = app.layer(axum::middleware::from_fn(move |req, next| {
-            cors::apply(policy.clone(), req, next)
-        }));
+    if let Some(cors) = cors {
+        app = app.layer(cors);
     }
 
-    let listener = TcpListener::bind((cli.host.as_str(), cli.port))
-        .await
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", cli.host, cli.port))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(Error::Listener)?;
     tracing::info!(
         "listening on http://{addr}{} (upload dir {})",
         handler.config().base_path,
         cli.upload_dir.display()
     );
-    let sweeper = handler.spawn_expiration_sweeper(cli.expire_sweep_interval);
-    let trimmer = spawn_memory_trim(cli.memory_trim_interval);
+    // If this future is dropped before its end (an embedder aborting it),
+    // what it started ends with it: the tasks below are aborted, the accept
+    // loop and every connection are stopped at once (no graceful shutdown,
+    // locks are not released explicitly).
+    let sweeper =
+        AbortOnDropHandle::new(handler.spawn_expiration_sweeper(cli.expire_sweep_interval));
+    let trimmer = spawn_memory_trim(cli.memory_trim_interval).map(AbortOnDropHandle::new);
 
     let shared = connections::Shared::new(
         app,
@@ -96,9 +93,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         handler.metrics().connections_open().clone(),
         connection_metrics,
     );
+    let _stop_on_drop = (
+        shared.stop.clone().drop_guard(),
+        shared.force.clone().drop_guard(),
+    );
     let accepting = connections::spawn(listener, shared.clone());
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: no new connections, waiting for requests in flight");
     shared.stop.cancel();
     let _ = accepting.await;
@@ -118,10 +119,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
     }
     handler.begin_shutdown();
-    sweeper.abort();
-    if let Some(trimmer) = trimmer {
-        trimmer.abort();
-    }
+    drop((sweeper, trimmer));
     locker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -162,9 +160,47 @@ fn trim() -> bool {
     false
 }
 
+/// The handler's settings from the flags.
+fn handler_config(cli: &Config) -> tusd_handler::Config {
+    tusd_handler::Config {
+        base_path: cli.base_path.clone(),
+        max_size: cli.max_size,
+        behind_proxy: cli.behind_proxy,
+        disable_download: cli.disable_download,
+        disable_termination: cli.disable_termination,
+        acquire_lock_timeout: cli.acquire_lock_timeout,
+        network_timeout: cli.network_timeout,
+        expire_after: (!cli.expire_after.is_zero()).then_some(cli.expire_after),
+        fault_ignore_lock_signals: cli.fault_ignore_lock_signals,
+        max_concat_partials: cli.max_concat_partials,
+        creations_per_minute: cli.creations_per_minute,
+        cors: (!cli.disable_cors).then(|| CorsConfig {
+            allow_origin: cli.cors_allow_origin.clone(),
+            allow_credentials: cli.cors_allow_credentials,
+            allow_methods: cli.cors_allow_methods.clone(),
+            allow_headers: cli.cors_allow_headers.clone(),
+            max_age: cli.cors_max_age,
+            expose_headers: cli.cors_expose_headers.clone(),
+        }),
+    }
+}
+
+/// A CORS setting the policy refuses, told by its flag's name.
+fn cors_error(e: CorsError) -> Error {
+    Error::Config(match e {
+        CorsError::AllowOrigin(e) => {
+            format!("--cors-allow-origin is not a valid regular expression: {e}")
+        }
+        CorsError::NotAHeaderValue { field } => format!(
+            "--cors-{} contains characters not allowed in a header",
+            field.replace('_', "-")
+        ),
+    })
+}
+
 /// The connection limits from the flags; the connection limit is lowered to
 /// what the open-file limit allows (raised to its hard limit first).
-fn connection_settings(cli: &Cli) -> Settings {
+fn connection_settings(cli: &Config) -> Settings {
     let off_if_zero = |d: Duration| (!d.is_zero()).then_some(d);
     let fd_limit = connections::raise_fd_limit();
     let fits = connections::connections_for(fd_limit);
@@ -231,13 +267,4 @@ fn metrics_route(path: &str, handler: &TusHandler, connections: &connections::Me
             }
         }),
     )
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 async fn patch_with_checksum(url: &str, offset: u64, body: &'static str, checksum: &str) -> u16 {
     tus(Method::PATCH, url)
@@ -21,7 +21,7 @@ async fn patch_with_checksum(url: &str, offset: u64, body: &'static str, checksu
 
 #[tokio::test]
 async fn matching_digests_of_each_algorithm_are_accepted() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 15).await;
     // Digests of "hello".
     for (i, checksum) in [
@@ -44,7 +44,7 @@ async fn matching_digests_of_each_algorithm_are_accepted() {
 
 #[tokio::test]
 async fn mismatch_is_460_and_discards_the_chunk() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 10).await;
     assert_eq!(patch(&url, 0, &b"ab"[..]).await.status(), 204);
     for checksum in [
@@ -66,7 +66,7 @@ async fn mismatch_is_460_and_discards_the_chunk() {
 
 #[tokio::test]
 async fn unknown_algorithm_or_malformed_checksum_is_400() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 5).await;
     for checksum in [
         "crc32 AAAA",
@@ -86,7 +86,7 @@ async fn unknown_algorithm_or_malformed_checksum_is_400() {
 
 #[tokio::test]
 async fn creation_with_upload_checks_the_checksum_and_still_names_the_upload() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = tus(Method::POST, &server.files_url())
         .header("Upload-Length", "5")
         .header("Content-Type", OCTETS)

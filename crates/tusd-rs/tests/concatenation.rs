@@ -4,9 +4,9 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
-async fn partial(server: &TusServer, length: u64) -> String {
+async fn partial(server: &impl Server, length: u64) -> String {
     create_with(
         server,
         &[
@@ -23,7 +23,7 @@ fn path_of(url: &str) -> &str {
 
 #[tokio::test]
 async fn final_of_finished_partials_is_their_bytes_joined() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let a = partial(&server, 5).await;
     let b = partial(&server, 6).await;
     assert_eq!(head(&a).await.headers()["upload-concat"], "partial");
@@ -54,7 +54,7 @@ async fn final_of_finished_partials_is_their_bytes_joined() {
 
 #[tokio::test]
 async fn final_created_before_its_partials_finish_waits_for_them() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let a = partial(&server, 3).await;
     let b = partial(&server, 3).await;
     assert_eq!(patch(&a, 0, &b"abc"[..]).await.status(), 204);
@@ -94,7 +94,7 @@ async fn final_created_before_its_partials_finish_waits_for_them() {
 
 #[tokio::test]
 async fn final_must_name_partials_of_this_server() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let whole = create(&server, 3).await;
     let a = partial(&server, 3).await;
     let before = files_in(server.upload_dir());

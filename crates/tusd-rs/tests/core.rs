@@ -5,11 +5,11 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 #[tokio::test]
 async fn upload_in_two_chunks_then_download() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 11).await;
     assert!(url.starts_with(&server.files_url()), "{url}");
 
@@ -34,7 +34,7 @@ async fn upload_in_two_chunks_then_download() {
 
 #[tokio::test]
 async fn options_lists_version_and_extensions() {
-    let server = TusServer::start(BIN, &["--max-size", "1000"]);
+    let server = InProcessServer::with_args(&["--max-size", "1000"]).await;
     let r = client()
         .request(Method::OPTIONS, server.files_url())
         .send()
@@ -68,7 +68,7 @@ async fn options_lists_version_and_extensions() {
 
 #[tokio::test]
 async fn every_response_carries_tus_resumable() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     let missing = format!("{}0123456789abcdef", server.files_url());
     let nested = format!("{}a/b", server.files_url());
@@ -99,7 +99,7 @@ async fn every_response_carries_tus_resumable() {
 
 #[tokio::test]
 async fn unsupported_or_missing_version_is_412_with_tus_version() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     for version in [None, Some("0.2.2"), Some("1.0"), Some("")] {
         let mut post = client()
@@ -129,7 +129,7 @@ async fn unsupported_or_missing_version_is_412_with_tus_version() {
 
 #[tokio::test]
 async fn patch_needs_the_offset_media_type() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     for content_type in [None, Some("application/octet-stream"), Some("text/plain")] {
         let mut r = tus(Method::PATCH, &url)
@@ -147,7 +147,7 @@ async fn patch_needs_the_offset_media_type() {
 
 #[tokio::test]
 async fn method_override_turns_post_into_patch_and_delete() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     let r = tus(Method::POST, &url)
         .header("X-HTTP-Method-Override", "PATCH")
@@ -172,7 +172,7 @@ async fn method_override_turns_post_into_patch_and_delete() {
 
 #[tokio::test]
 async fn head_of_unknown_upload_is_404() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = head(&format!(
         "{}0123456789abcdef0123456789abcdef",
         server.files_url()

@@ -4,11 +4,11 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 #[tokio::test]
 async fn preflight_is_answered_with_allowed_methods_and_headers() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = client()
         .request(Method::OPTIONS, server.files_url())
         .header("Origin", "https://app.example")
@@ -47,7 +47,7 @@ async fn preflight_is_answered_with_allowed_methods_and_headers() {
 
 #[tokio::test]
 async fn normal_responses_carry_allow_origin_and_expose_headers() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = tus(Method::POST, &server.files_url())
         .header("Origin", "https://app.example")
         .header("Upload-Length", "3")
@@ -89,7 +89,7 @@ async fn normal_responses_carry_allow_origin_and_expose_headers() {
 
 #[tokio::test]
 async fn plain_tus_options_still_reports_the_protocol() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = client()
         .request(Method::OPTIONS, server.files_url())
         .header("Origin", "https://app.example")
@@ -107,7 +107,8 @@ async fn plain_tus_options_still_reports_the_protocol() {
 
 #[tokio::test]
 async fn non_matching_origin_gets_no_cors_headers() {
-    let server = TusServer::start(BIN, &["--cors-allow-origin", r"https://.*\.good\.example"]);
+    let server =
+        InProcessServer::with_args(&["--cors-allow-origin", r"https://.*\.good\.example"]).await;
     let send = |origin: &'static str, preflight: bool| {
         let mut r = client()
             .request(Method::OPTIONS, server.files_url())
@@ -149,7 +150,7 @@ async fn non_matching_origin_gets_no_cors_headers() {
 
 #[tokio::test]
 async fn disable_cors_sends_none() {
-    let server = TusServer::start(BIN, &["--disable-cors"]);
+    let server = InProcessServer::with_args(&["--disable-cors"]).await;
     let r = client()
         .request(Method::OPTIONS, server.files_url())
         .header("Origin", "https://app.example")
@@ -160,7 +161,7 @@ async fn disable_cors_sends_none() {
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
 
-async fn location(server: &TusServer, headers: &[(&str, &str)]) -> String {
+async fn location(server: &impl Server, headers: &[(&str, &str)]) -> String {
     let mut r = tus(Method::POST, &server.files_url()).header("Upload-Length", "1");
     for (k, v) in headers {
         r = r.header(*k, *v);
@@ -172,7 +173,7 @@ async fn location(server: &TusServer, headers: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn behind_proxy_location_honours_forwarded_headers() {
-    let server = TusServer::start(BIN, &["--behind-proxy"]);
+    let server = InProcessServer::with_args(&["--behind-proxy"]).await;
     let url = location(
         &server,
         &[
@@ -197,7 +198,7 @@ async fn behind_proxy_location_honours_forwarded_headers() {
 
 #[tokio::test]
 async fn without_behind_proxy_forwarded_headers_are_ignored() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = location(
         &server,
         &[

@@ -5,11 +5,11 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 #[tokio::test]
 async fn post_creates_an_empty_upload_with_its_metadata() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create_with(
         &server,
         &[
@@ -34,7 +34,7 @@ async fn post_creates_an_empty_upload_with_its_metadata() {
 
 #[tokio::test]
 async fn creation_with_upload_stores_the_body_and_reports_the_offset() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = tus(Method::POST, &server.files_url())
         .header("Upload-Length", "11")
         .header("Content-Type", OCTETS)
@@ -52,7 +52,7 @@ async fn creation_with_upload_stores_the_body_and_reports_the_offset() {
 
 #[tokio::test]
 async fn creation_with_upload_refuses_a_body_longer_than_the_upload() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let r = tus(Method::POST, &server.files_url())
         .header("Upload-Length", "3")
         .header("Content-Type", OCTETS)
@@ -66,7 +66,7 @@ async fn creation_with_upload_refuses_a_body_longer_than_the_upload() {
 
 #[tokio::test]
 async fn deferred_length_is_declared_by_a_later_patch() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create_with(&server, &[("Upload-Defer-Length", "1")]).await;
     let r = head(&url).await;
     assert_eq!(r.headers()["upload-defer-length"], "1");
@@ -96,7 +96,7 @@ async fn deferred_length_is_declared_by_a_later_patch() {
 
 #[tokio::test]
 async fn declared_length_cannot_change_or_undercut_the_offset() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create_with(&server, &[("Upload-Defer-Length", "1")]).await;
     assert_eq!(patch(&url, 0, &b"hello"[..]).await.status(), 204);
     let declare = |length: &'static str| {
@@ -116,7 +116,7 @@ async fn declared_length_cannot_change_or_undercut_the_offset() {
 
 #[tokio::test]
 async fn post_needs_exactly_one_of_length_and_defer_length() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     for headers in [
         &[][..],
         &[("Upload-Length", "3"), ("Upload-Defer-Length", "1")][..],
@@ -141,7 +141,7 @@ async fn post_needs_exactly_one_of_length_and_defer_length() {
 
 #[tokio::test]
 async fn malformed_or_duplicate_metadata_is_400_and_creates_nothing() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     for metadata in [
         "filename",              // fine: key without value
         "filename !!!",          // not base64
@@ -170,7 +170,7 @@ async fn malformed_or_duplicate_metadata_is_400_and_creates_nothing() {
 
 #[tokio::test]
 async fn empty_upload_is_finished_at_creation() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let before = metric(&metrics(&server).await, "tusd_uploads_finished_total");
     let url = create(&server, 0).await;
     let r = head(&url).await;

@@ -6,9 +6,9 @@ mod common;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::*;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
-async fn finished(server: &TusServer, body: &'static [u8], metadata: &[(&str, &str)]) -> String {
+async fn finished(server: &impl Server, body: &'static [u8], metadata: &[(&str, &str)]) -> String {
     let metadata: Vec<String> = metadata
         .iter()
         .map(|(k, v)| format!("{k} {}", STANDARD.encode(v)))
@@ -27,7 +27,7 @@ async fn finished(server: &TusServer, body: &'static [u8], metadata: &[(&str, &s
 
 #[tokio::test]
 async fn safe_types_are_inline_and_others_attachments() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let png = finished(
         &server,
         b"png!",
@@ -65,7 +65,7 @@ async fn safe_types_are_inline_and_others_attachments() {
 
 #[tokio::test]
 async fn ranges_are_served_with_206_and_unsatisfiable_ones_are_416() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = finished(&server, b"0123456789", &[]).await;
     for (range, expect, content_range) in [
         ("bytes=2-4", &b"234"[..], "bytes 2-4/10"),
@@ -98,14 +98,14 @@ async fn ranges_are_served_with_206_and_unsatisfiable_ones_are_416() {
 
 #[tokio::test]
 async fn unknown_upload_is_404() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = format!("{}0123456789abcdef", server.files_url());
     assert_eq!(get_bytes(&url).await.0, 404);
 }
 
 #[tokio::test]
 async fn disable_download_refuses_get() {
-    let server = TusServer::start(BIN, &["--disable-download"]);
+    let server = InProcessServer::with_args(&["--disable-download"]).await;
     let url = finished(&server, b"secret", &[]).await;
     let (status, body) = get_bytes(&url).await;
     assert!((400..500).contains(&status), "{status}");

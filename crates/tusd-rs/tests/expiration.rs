@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 fn has_expires(r: &reqwest::Response) -> bool {
     r.headers()
@@ -22,10 +22,9 @@ fn httpdate_ok(s: &str) -> Option<bool> {
 #[tokio::test]
 async fn expires_header_on_post_patch_and_head_then_410() {
     // A long sweep interval so the 410 is seen before the sweeper removes it.
-    let server = TusServer::start(
-        BIN,
-        &["--expire-after", "2s", "--expire-sweep-interval", "1h"],
-    );
+    let server =
+        InProcessServer::with_args(&["--expire-after", "2s", "--expire-sweep-interval", "1h"])
+            .await;
     let options = client()
         .request(Method::OPTIONS, server.files_url())
         .send()
@@ -69,10 +68,9 @@ async fn expires_header_on_post_patch_and_head_then_410() {
 
 #[tokio::test]
 async fn sweeper_removes_expired_uploads_files() {
-    let server = TusServer::start(
-        BIN,
-        &["--expire-after", "2s", "--expire-sweep-interval", "1s"],
-    );
+    let server =
+        InProcessServer::with_args(&["--expire-after", "2s", "--expire-sweep-interval", "1s"])
+            .await;
     let url = create(&server, 10).await;
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
     let done = create(&server, 1).await;
@@ -91,10 +89,9 @@ async fn sweeper_removes_expired_uploads_files() {
 
 #[tokio::test]
 async fn expired_upload_is_410_for_get_too() {
-    let server = TusServer::start(
-        BIN,
-        &["--expire-after", "1s", "--expire-sweep-interval", "1h"],
-    );
+    let server =
+        InProcessServer::with_args(&["--expire-after", "1s", "--expire-sweep-interval", "1h"])
+            .await;
     let url = create(&server, 10).await;
     let u = &url;
     eventually("the upload expired", 500, || async move {

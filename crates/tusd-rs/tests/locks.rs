@@ -6,11 +6,11 @@ mod common;
 
 use common::*;
 use tokio::io::AsyncWriteExt;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 #[tokio::test]
 async fn head_during_a_slow_patch_takes_over_and_sees_the_stored_bytes() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 100).await;
     let (writer, patching) = stalled_patch(&server, &url, b"0123456789").await;
 
@@ -38,7 +38,7 @@ async fn head_during_a_slow_patch_takes_over_and_sees_the_stored_bytes() {
 
 #[tokio::test]
 async fn second_patch_takes_over_from_a_zombie_patch() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 8).await;
     let (mut writer, zombie) = stalled_patch(&server, &url, b"abcd").await;
 
@@ -58,7 +58,7 @@ async fn second_patch_takes_over_from_a_zombie_patch() {
 /// waiting for its body and refuses the excess with 413).
 #[tokio::test]
 async fn download_of_a_finished_upload_takes_no_lock() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
     let waits_before = metric(&metrics(&server).await, "tusd_lock_waits_total");
@@ -86,7 +86,7 @@ async fn download_of_a_finished_upload_takes_no_lock() {
 /// holding it is asked to release and answers with what it stored.
 #[tokio::test]
 async fn get_and_delete_of_an_unfinished_upload_take_the_lock() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     for method in ["GET", "DELETE"] {
         let url = create(&server, 50).await;
         let (writer, patching) = stalled_patch(&server, &url, b"abcdef").await;

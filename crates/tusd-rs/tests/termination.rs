@@ -4,11 +4,11 @@ mod common;
 
 use common::*;
 use reqwest::Method;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::InProcessServer;
 
 #[tokio::test]
 async fn delete_removes_the_upload_and_its_files() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 10).await;
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
     let r = tus(Method::DELETE, &url).send().await.unwrap();
@@ -24,7 +24,7 @@ async fn delete_removes_the_upload_and_its_files() {
 
 #[tokio::test]
 async fn finished_uploads_can_be_deleted_too() {
-    let server = TusServer::start(BIN, &[]);
+    let server = InProcessServer::with_args(&[]).await;
     let url = create(&server, 3).await;
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
     assert_eq!(
@@ -36,7 +36,7 @@ async fn finished_uploads_can_be_deleted_too() {
 
 #[tokio::test]
 async fn disable_termination_refuses_delete_and_keeps_the_upload() {
-    let server = TusServer::start(BIN, &["--disable-termination"]);
+    let server = InProcessServer::with_args(&["--disable-termination"]).await;
     let options = client()
         .request(Method::OPTIONS, server.files_url())
         .send()

@@ -1,5 +1,5 @@
-//! Real services for tests and benchmarks, started as child processes on
-//! loopback.
+//! Real services for tests and benchmarks on loopback: child processes, and
+//! tusd-rs inside the test's own process; and the conformance suites.
 //!
 //! # Layout
 //! - [`etcd`]: [`EtcdServer`] (one node) and [`EtcdCluster`] (several), with
@@ -14,27 +14,41 @@
 //!   over a [`LockSpace`] of several instances (exclusion, deadlines,
 //!   release requests, loss, fencing tokens, shutdown).
 //! - `conformance`: the [`Report`] both suites return.
-//! - [`tus_server`]: [`TusServer`], a real `tusd-rs` process on loopback.
+//! - [`tus_server`]: [`TusServer`], a real `tusd-rs` process on loopback,
+//!   for tests that stop, freeze or kill it.
+//! - [`in_process`]: [`InProcessServer`], `tusd-rs` served by
+//!   [`tusd_rs::run`] in the test's own runtime, for every other test.
+//! - [`server`]: [`Server`], what test helpers need of either.
+//!
+//! The `etcd` feature (on by default) brings the [`etcd`] module; without
+//! it this crate needs neither protoc nor etcd-client.
 //!
 //! Binaries are found through `ETCD_BIN` / `ETCDCTL_BIN`, then `PATH`
 //! (`scripts/install-etcd.sh` installs etcd 3.4 and 3.5), and `NGINX_BIN`,
 //! then `/usr/sbin/nginx` (`scripts/install-nginx.sh`). Every process is
-//! killed when its handle drops, and its data lives in a temporary directory
-//! removed with it, so a failing test leaves nothing running.
+//! killed, and every in-process server stopped, when its handle drops, and
+//! its data lives in a temporary directory removed with it, so a failing
+//! test leaves nothing running.
 
 mod conformance;
+#[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod in_process;
 pub mod locker_conformance;
 pub mod nginx;
 pub mod ports;
+pub mod server;
 pub mod store_conformance;
 pub mod tus_server;
 
 pub use conformance::{Outcome, Report};
+#[cfg(feature = "etcd")]
 pub use etcd::{
     etcd_bin, etcd_version, etcdctl, etcdctl_bin, etcdctl_lock, EtcdCluster, EtcdMember, EtcdServer,
 };
+pub use in_process::InProcessServer;
 pub use locker_conformance::{check_locker, clones_of, LockSpace};
 pub use nginx::Nginx;
+pub use server::Server;
 pub use store_conformance::{check_store, StoreClaims};
 pub use tus_server::TusServer;

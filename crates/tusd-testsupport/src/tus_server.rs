@@ -144,3 +144,17 @@ impl Drop for TusServer {
         self.kill();
     }
 }
+
+impl crate::Server for TusServer {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn files_url(&self) -> String {
+        TusServer::files_url(self)
+    }
+
+    fn upload_dir(&self) -> &Path {
+        &self.upload_dir
+    }
+}

@@ -1,5 +1,7 @@
 //! Small tus client steps shared by the HTTP integration tests. Starting the
-//! server itself is `tusd_testsupport::TusServer`'s job.
+//! server itself is the job of `tusd_testsupport`: `InProcessServer` (in
+//! this process) or `TusServer` (a real process); every helper here takes
+//! either, as a `Server`.
 
 #![allow(dead_code)]
 
@@ -10,7 +12,7 @@ use reqwest::{Client, Method, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tusd_testsupport::TusServer;
+pub use tusd_testsupport::Server;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
 pub const OCTETS: &str = "application/offset+octet-stream";
@@ -27,12 +29,12 @@ pub fn tus(method: Method, url: &str) -> reqwest::RequestBuilder {
 }
 
 /// Creates an upload of `length` bytes and returns its URL.
-pub async fn create(server: &TusServer, length: u64) -> String {
+pub async fn create(server: &impl Server, length: u64) -> String {
     create_with(server, &[("Upload-Length", &length.to_string())]).await
 }
 
 /// POSTs with extra headers, expects 201 and returns the Location.
-pub async fn create_with(server: &TusServer, headers: &[(&str, &str)]) -> String {
+pub async fn create_with(server: &impl Server, headers: &[(&str, &str)]) -> String {
     let mut request = tus(Method::POST, &server.files_url());
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -102,7 +104,7 @@ pub fn files_in(dir: &Path) -> Vec<String> {
 }
 
 /// Size of an upload's data file, 0 when it does not exist (yet).
-pub fn data_len(server: &TusServer, url: &str) -> u64 {
+pub fn data_len(server: &impl Server, url: &str) -> u64 {
     std::fs::metadata(server.upload_dir().join(id_of(url))).map_or(0, |m| m.len())
 }
 
@@ -124,7 +126,7 @@ where
 
 /// Sends `request` as raw bytes (so nothing normalises the path) and
 /// returns the whole response text.
-pub async fn raw(server: &TusServer, request: &[u8]) -> String {
+pub async fn raw(server: &impl Server, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", server.port()))
         .await
         .unwrap();
@@ -166,7 +168,7 @@ pub fn start_patch(url: &str, offset: u64) -> (tokio::io::DuplexStream, JoinHand
 /// are in the data file: the PATCH then surely holds the upload's lock, and
 /// stalls until the test writes more or drops the writer.
 pub async fn stalled_patch(
-    server: &TusServer,
+    server: &impl Server,
     url: &str,
     first: &[u8],
 ) -> (tokio::io::DuplexStream, JoinHandle<Response>) {
@@ -191,7 +193,7 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-pub async fn metrics(server: &TusServer) -> String {
+pub async fn metrics(server: &impl Server) -> String {
     client()
         .get(format!("{}/metrics", server.origin()))
         .send()
