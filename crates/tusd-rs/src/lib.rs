@@ -46,6 +46,12 @@ use std::future::Future;
 pub use cli::{Config, LogFormat};
 pub use error::Error;
 
+/// The README's Rust examples, compiled (and run) by `cargo test --doc`:
+/// this crate depends on every crate they use.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 /// Serves tus uploads on `listener` with `config` until `shutdown`
 /// completes, then shuts down gracefully and returns.
 ///
