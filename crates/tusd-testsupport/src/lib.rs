@@ -5,6 +5,8 @@
 //! - [`etcd`]: [`EtcdServer`] (one node) and [`EtcdCluster`] (several), with
 //!   members that can be stopped, paused, resumed and restarted, and
 //!   [`etcdctl`] for driving the command-line client against them.
+//! - [`garage`]: [`GarageServer`], a real single-node Garage (S3) with a
+//!   bucket and an access key, for the S3 store's tests.
 //! - [`nginx`]: [`Nginx`], a real nginx in front of tusd-rs nodes, with the
 //!   configuration docs/cluster.md recommends.
 //! - [`ports`]: free loopback ports.
@@ -25,14 +27,16 @@
 //!
 //! Binaries are found through `ETCD_BIN` / `ETCDCTL_BIN`, then `PATH`
 //! (`scripts/install-etcd.sh` installs etcd 3.4 and 3.5), and `NGINX_BIN`,
-//! then `/usr/sbin/nginx` (`scripts/install-nginx.sh`). Every process is
-//! killed, and every in-process server stopped, when its handle drops, and
-//! its data lives in a temporary directory removed with it, so a failing
-//! test leaves nothing running.
+//! then `/usr/sbin/nginx` (`scripts/install-nginx.sh`), and `GARAGE_BIN`,
+//! then `.tools/garage.env`, then `PATH` (`scripts/install-garage.sh`).
+//! Every process is killed, and every in-process server stopped, when its
+//! handle drops, and its data lives in a temporary directory removed with
+//! it, so a failing test leaves nothing running.
 
 mod conformance;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod garage;
 pub mod in_process;
 pub mod locker_conformance;
 pub mod nginx;
@@ -46,6 +50,7 @@ pub use conformance::{Outcome, Report};
 pub use etcd::{
     etcd_bin, etcd_version, etcdctl, etcdctl_bin, etcdctl_lock, EtcdCluster, EtcdMember, EtcdServer,
 };
+pub use garage::{garage_bin, GarageServer};
 pub use in_process::InProcessServer;
 pub use locker_conformance::{check_locker, clones_of, LockSpace};
 pub use nginx::Nginx;
