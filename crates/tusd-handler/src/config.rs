@@ -36,9 +36,8 @@ pub struct Config {
     pub max_concat_partials: usize,
     /// Uploads one client address may create per minute; 0 means no limit.
     pub creations_per_minute: u32,
-    /// CORS for browser clients on other origins; `None` sends no CORS
-    /// headers. [`crate::TusHandler::router`] does not apply it yet: wrap
-    /// the router in [`crate::cors::layer`] of this.
+    /// CORS for browser clients on other origins, applied by
+    /// [`crate::TusHandler::router`]; `None` sends no CORS headers.
     pub cors: Option<CorsConfig>,
 }
 

@@ -12,6 +12,7 @@ use axum::Router;
 use http::{HeaderValue, Method};
 
 use crate::config::{normalize_base_path, Config};
+use crate::cors::{self, CorsLayer};
 use crate::drain;
 use crate::error::HandlerError;
 use crate::events::Hooks;
@@ -26,6 +27,9 @@ use crate::{StoreComposer, UploadId};
 #[derive(Clone)]
 pub struct TusHandler {
     pub(crate) inner: Arc<State>,
+    /// Built from `Config::cors` at construction, so a bad setting fails
+    /// there rather than at the first browser request.
+    cors: Option<CorsLayer>,
 }
 
 impl TusHandler {
@@ -51,12 +55,15 @@ impl TusHandler {
         hooks: Option<Arc<dyn Hooks>>,
     ) -> Result<TusHandler, BuildError> {
         config.base_path = normalize_base_path(&config.base_path);
+        let cors = config.cors.as_ref().map(cors::layer).transpose()?;
         Ok(TusHandler {
             inner: Arc::new(State::new(composer, config, hooks)?),
+            cors,
         })
     }
 
-    /// The routes under the base path, ready to merge into any axum app.
+    /// The routes under the base path, ready to merge into any axum app,
+    /// with tus-aware CORS when `Config::cors` is set (the default).
     /// Every path below the base reaches the one dispatcher, even one with several
     /// segments, so that every answer under the base (a 404 for a path that
     /// is no upload id included) carries `Tus-Resumable`.
@@ -68,7 +75,11 @@ impl TusHandler {
         if base != "/" {
             router = router.route(base.trim_end_matches('/'), any(dispatch));
         }
-        router.with_state(self.inner.clone())
+        let router = router.with_state(self.inner.clone());
+        match &self.cors {
+            Some(cors) => router.layer(cors.clone()),
+            None => router,
+        }
     }
 
     pub fn config(&self) -> &Config {

@@ -22,6 +22,8 @@
 //! - `body`: the request body as a chunk stream that obeys the lock.
 //! - `location`: upload URLs, proxy headers included.
 //! - `rate_limit`: the opt-in per-client limit on upload creation.
+//! - [`cors`]: tus-aware CORS for browsers on other origins (preflights
+//!   answered with the tus headers exposed), applied by the router.
 //! - [`error`]: every failure and its status code, in one place.
 //! - `request_log`: what a request's one log line is built from.
 //! - [`metrics`]: Prometheus counters.

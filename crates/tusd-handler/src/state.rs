@@ -33,6 +33,8 @@ pub enum BuildError {
     NoStore,
     #[error("the StoreComposer has no locker")]
     NoLocker,
+    #[error("CORS settings: {0}")]
+    Cors(#[from] crate::cors::CorsError),
 }
 
 /// The request an event is attributed to, if the handler captures requests.

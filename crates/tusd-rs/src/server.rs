@@ -24,8 +24,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
 use tusd_filestore::FileStore;
-use tusd_handler::cors::{self, CorsConfig, CorsError};
-use tusd_handler::{StoreComposer, TusHandler};
+use tusd_handler::cors::{CorsConfig, CorsError};
+use tusd_handler::{BuildError, StoreComposer, TusHandler};
 
 use crate::cli::Config;
 use crate::connections::{self, Settings, Timeouts};
@@ -41,10 +41,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let config = handler_config(&cli);
-    let cors = match &config.cors {
-        Some(policy) => Some(cors::layer(policy).map_err(cors_error)?),
-        None => None,
-    };
     let settings = connection_settings(&cli);
     let mut composer = StoreComposer::new();
     FileStore::new(&cli.upload_dir)
@@ -58,7 +54,10 @@ pub async fn run(
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
     }
-    let handler = TusHandler::new(&composer, config).map_err(|e| Error::Config(e.to_string()))?;
+    let handler = TusHandler::new(&composer, config).map_err(|e| match e {
+        BuildError::Cors(e) => cors_error(e),
+        other => Error::Config(other.to_string()),
+    })?;
 
     let mut app = handler.router();
     let connection_metrics = connections::Metrics::default();
@@ -68,9 +67,6 @@ pub async fn run(
             &handler,
             &connection_metrics,
         ));
-    }
-    if let Some(cors) = cors {
-        app = app.layer(cors);
     }
 
     let addr = listener.local_addr().map_err(Error::Listener)?;
