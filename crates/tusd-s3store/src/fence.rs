@@ -1,0 +1,175 @@
+//! Fencing on S3: the `{prefix}{object id}.fence` object records the newest
+//! lock token that changed the upload, and a call with an older token is
+//! refused with `Fenced` before it touches anything.
+//!
+//! The record and its rule are the file store's (`tusd-filestore`'s `fence`
+//! module): JSON `{"Issuer", "Token", "Retired"}`; a token is admitted when
+//! there is no record, when it is at least the recorded one of the same
+//! issuer, or when its issuer is new (which then takes over, and the old
+//! issuer is retired for this upload).
+//!
+//! # What this does not close
+//! The file store checks the token and makes the change inside one `flock`
+//! critical section, so a stale holder can never write after its successor.
+//! S3 has no such section: the record is raised with a conditional PUT
+//! (`If-Match` on its ETag, `If-None-Match: *` when new), which makes two
+//! raises exclusive where the server honours those headers, but the part
+//! uploads that follow are separate requests no record can guard. A holder
+//! that passes the check and then pauses (GC, a frozen VM) can still land a
+//! part after its successor's check. The check shrinks that window from "a
+//! whole paused request" to "between one check and the next part upload";
+//! it does not close it. docs/s3.md says which servers honour the headers.
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+use tusd_core::{FencingToken, StoreError};
+
+use crate::error::{io, is_missing, is_precondition_failed};
+use crate::keys::UploadKeys;
+use crate::Inner;
+
+/// How many retired issuers a record remembers, as in the file store.
+const MAX_RETIRED: usize = 16;
+
+/// How often a raise is retried when another one raced it.
+const ATTEMPTS: usize = 5;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Record {
+    issuer: String,
+    token: i64,
+    #[serde(default)]
+    retired: Vec<String>,
+}
+
+/// Admits `token` for a change to the upload, raising the record when the
+/// token is newer; `Fenced` when it is stale. No token: nothing checked.
+pub(crate) async fn admit(
+    inner: &Inner,
+    keys: &UploadKeys,
+    token: Option<&FencingToken>,
+) -> Result<(), StoreError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    for _ in 0..ATTEMPTS {
+        let (record, etag) = read(inner, keys).await?;
+        let Some(new) = decide(record.as_ref(), token).map_err(StoreError::Fenced)? else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec(&new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let put = inner
+            .client
+            .put_object()
+            .bucket(&inner.bucket)
+            .key(&keys.fence)
+            .body(ByteStream::from(json));
+        let put = match etag {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_precondition_failed(&e) => continue,
+            Err(e) => return Err(io("PutObject", &keys.fence, e)),
+        }
+    }
+    Err(StoreError::Fenced(format!(
+        "the fencing record {} kept changing under token {token}",
+        keys.fence
+    )))
+}
+
+/// The record and its ETag; an unreadable record counts as none, as in the
+/// file store (refusing every holder would lock the upload out for good).
+async fn read(
+    inner: &Inner,
+    keys: &UploadKeys,
+) -> Result<(Option<Record>, Option<String>), StoreError> {
+    let got = inner
+        .client
+        .get_object()
+        .bucket(&inner.bucket)
+        .key(&keys.fence)
+        .send()
+        .await;
+    let got = match got {
+        Ok(got) => got,
+        Err(e) if is_missing(&e) => return Ok((None, None)),
+        Err(e) => return Err(io("GetObject", &keys.fence, e)),
+    };
+    let etag = got.e_tag().map(str::to_owned);
+    let body = got
+        .body
+        .collect()
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .into_bytes();
+    match serde_json::from_slice(&body) {
+        Ok(record) => Ok((Some(record), etag)),
+        Err(e) => {
+            tracing::warn!(key = %keys.fence, error = %e, "unreadable fencing record, treated as absent");
+            Ok((None, etag))
+        }
+    }
+}
+
+/// The file store's rule: `Ok(Some(new))` when the record must become
+/// `new`, `Ok(None)` when it stays, `Err(reason)` when the caller is stale.
+fn decide(record: Option<&Record>, token: &FencingToken) -> Result<Option<Record>, String> {
+    let Some(record) = record else {
+        return Ok(Some(Record {
+            issuer: token.issuer().to_owned(),
+            token: token.value(),
+            retired: Vec::new(),
+        }));
+    };
+    if record.issuer == token.issuer() {
+        return match token.value() {
+            value if value < record.token => Err(format!(
+                "token {token} is older than {}#{}, which has written since",
+                record.issuer, record.token
+            )),
+            value if value == record.token => Ok(None),
+            value => Ok(Some(Record {
+                token: value,
+                ..record.clone()
+            })),
+        };
+    }
+    if record.retired.iter().any(|r| r == token.issuer()) {
+        return Err(format!(
+            "token {token} comes from a locker that {}#{} has taken over from",
+            record.issuer, record.token
+        ));
+    }
+    let mut retired = record.retired.clone();
+    retired.push(record.issuer.clone());
+    if retired.len() > MAX_RETIRED {
+        retired.remove(0);
+    }
+    Ok(Some(Record {
+        issuer: token.issuer().to_owned(),
+        token: token.value(),
+        retired,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_stores_rule() {
+        let a = |v| FencingToken::new("a", v);
+        let b = FencingToken::new("b", 1);
+        let first = decide(None, &a(2)).unwrap().unwrap();
+        assert!(decide(Some(&first), &a(1)).is_err());
+        assert_eq!(decide(Some(&first), &a(2)).unwrap(), None);
+        assert_eq!(decide(Some(&first), &a(3)).unwrap().unwrap().token, 3);
+        let taken = decide(Some(&first), &b).unwrap().unwrap();
+        assert_eq!(taken.retired, ["a"]);
+        assert!(decide(Some(&taken), &a(9)).is_err());
+    }
+}

@@ -1,0 +1,442 @@
+//! `write_chunk` on S3: the request body is cut into parts on local disk,
+//! and each full part is sent with UploadPart while the next one fills.
+//!
+//! Memory per upload stays bounded whatever the part size: every chunk of
+//! the body goes to a temporary file as it arrives, and a part is sent
+//! streamed from its file. At most `max_buffered_parts` parts of one upload
+//! wait on disk or are being sent; when that many are, the body is not read
+//! further (backpressure to the client). At most `concurrent_part_uploads`
+//! parts are sent at once by the whole store.
+//!
+//! The piece left at the end of a body is sent as a part when it is at
+//! least S3's minimum part size or the upload's last piece; otherwise it is
+//! kept in the `.part` object, and the next write starts its first part
+//! with it. As in tusd, the `.part` object is deleted *before* the part
+//! that takes its bytes is sent: if the process dies in between, those
+//! bytes are lost (the offset goes back and the client resends them),
+//! whereas the other order could count them twice.
+//!
+//! A part that fails after later ones were stored would leave a hole the
+//! offset (a plain sum) cannot see: the later parts are then overwritten
+//! with empty bodies, so the sum is again the bytes before the hole, and
+//! completion lists only non-empty parts. AWS accepts empty parts; Garage
+//! refuses them, and there the hole stays (logged as an error; see
+//! docs/s3.md).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use futures::StreamExt;
+use tempfile::NamedTempFile;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tusd_core::{ChunkStream, FencingToken, StoreError};
+
+use crate::error::io;
+use crate::fence;
+use crate::keys::UploadKeys;
+use crate::options::MIN_PART_SIZE;
+use crate::state::{Multipart, Part, UploadState};
+use crate::Inner;
+
+/// How much of a part file the SDK reads into memory at a time.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Appends `chunk` to an upload whose state is `state`, which the caller
+/// read under the upload's lock and checked against the expected offset.
+pub(crate) async fn write(
+    inner: &Arc<Inner>,
+    keys: &UploadKeys,
+    state: UploadState,
+    fence: Option<&FencingToken>,
+    mut chunk: ChunkStream,
+) -> Result<u64, StoreError> {
+    // Nothing is touched until the body has a byte: an empty PATCH changes
+    // nothing, not even the `.part` object.
+    let first = loop {
+        match chunk.next().await {
+            None => return Ok(0),
+            Some(Err(e)) => return Err(StoreError::Io(e)),
+            Some(Ok(bytes)) if bytes.is_empty() => continue,
+            Some(Ok(bytes)) => break bytes,
+        }
+    };
+    if let Multipart::Completed = state.multipart {
+        return Err(StoreError::Io(std::io::Error::other(
+            "the upload is finished: its multipart upload is completed",
+        )));
+    }
+    fence::admit(inner, keys, fence).await?;
+
+    let size = (!state.info.size_is_deferred).then_some(state.info.size);
+    let mut staging = Staging::new(inner, keys, &state, size)?;
+    if state.tail > 0 {
+        staging.start_with_tail().await?;
+    }
+    let mut received: u64 = 0;
+    let mut stream_error = None;
+    let mut next = Some(Ok(first));
+    while let Some(item) = next {
+        match item {
+            Ok(bytes) => {
+                received += bytes.len() as u64;
+                if let Err(e) = staging.push(bytes).await {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+            Err(e) => {
+                stream_error = Some(StoreError::Io(e));
+                break;
+            }
+        }
+        if staging.failed.is_some() {
+            break;
+        }
+        next = chunk.next().await;
+    }
+    staging.finish().await?;
+    match stream_error {
+        Some(e) => Err(e),
+        None => Ok(received),
+    }
+}
+
+/// The parts of one write: the file filling now, the parts being sent.
+struct Staging<'a> {
+    inner: &'a Arc<Inner>,
+    keys: &'a UploadKeys,
+    part_size: u64,
+    size: Option<u64>,
+    /// Bytes stored in parts before this write, plus those sealed into
+    /// parts by it so far.
+    before_current: u64,
+    current: Option<PartFile>,
+    next_number: i32,
+    /// The `.part` object's bytes open the current file and the object
+    /// must go before they are sent in a part.
+    tail_to_delete: bool,
+    buffered: Arc<Semaphore>,
+    uploads: JoinSet<Result<Part, (i32, StoreError)>>,
+    done: Vec<Part>,
+    failed: Option<(i32, StoreError)>,
+}
+
+struct PartFile {
+    temp: NamedTempFile,
+    file: tokio::fs::File,
+    len: u64,
+}
+
+impl<'a> Staging<'a> {
+    fn new(
+        inner: &'a Arc<Inner>,
+        keys: &'a UploadKeys,
+        state: &UploadState,
+        size: Option<u64>,
+    ) -> Result<Staging<'a>, StoreError> {
+        Ok(Staging {
+            inner,
+            keys,
+            part_size: inner.options.part_size_for(size),
+            size,
+            before_current: state.bytes_in_parts(),
+            current: None,
+            next_number: state.next_part_number(),
+            tail_to_delete: false,
+            buffered: Arc::new(Semaphore::new(inner.options.max_buffered_parts.max(1))),
+            uploads: JoinSet::new(),
+            done: Vec::new(),
+            failed: None,
+        })
+    }
+
+    /// Opens the first part file with the `.part` object's bytes.
+    async fn start_with_tail(&mut self) -> Result<(), StoreError> {
+        let mut file = self.new_file()?;
+        file.len = download_into(self.inner, &self.keys.part, &mut file.file).await?;
+        self.current = Some(file);
+        self.tail_to_delete = true;
+        Ok(())
+    }
+
+    fn new_file(&self) -> Result<PartFile, StoreError> {
+        let temp = temp_file(self.inner)?;
+        let file = tokio::fs::File::from_std(temp.reopen()?);
+        Ok(PartFile { temp, file, len: 0 })
+    }
+
+    async fn push(&mut self, mut bytes: Bytes) -> Result<(), StoreError> {
+        while !bytes.is_empty() {
+            if self.current.is_none() {
+                self.current = Some(self.new_file()?);
+            }
+            let current = self.current.as_mut().expect("just set");
+            let room = (self.part_size - current.len).min(bytes.len() as u64) as usize;
+            let piece = bytes.split_to(room);
+            current.file.write_all(&piece).await?;
+            current.len += piece.len() as u64;
+            if current.len == self.part_size {
+                self.seal().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the current file as the next part, in the background, once
+    /// fewer than `max_buffered_parts` parts of this write are pending.
+    async fn seal(&mut self) -> Result<(), StoreError> {
+        let Some(mut part) = self.current.take() else {
+            return Ok(());
+        };
+        part.file.flush().await?;
+        self.delete_tail_if_taken().await?;
+        let permit = self
+            .buffered
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let number = self.next_number;
+        self.next_number += 1;
+        self.before_current += part.len;
+        let inner = self.inner.clone();
+        let key = self.keys.object.clone();
+        let multipart_id = self.keys.multipart_id.clone();
+        self.uploads.spawn(async move {
+            let result = upload_part(
+                &inner,
+                &key,
+                &multipart_id,
+                number,
+                part.temp.path(),
+                part.len,
+            )
+            .await;
+            drop(permit);
+            result.map_err(|e| (number, e))
+        });
+        self.collect_finished();
+        Ok(())
+    }
+
+    fn collect_finished(&mut self) {
+        while let Some(joined) = self.uploads.try_join_next() {
+            self.record(joined);
+        }
+    }
+
+    fn record(&mut self, joined: Result<Result<Part, (i32, StoreError)>, tokio::task::JoinError>) {
+        match joined {
+            Ok(Ok(part)) => self.done.push(part),
+            Ok(Err((number, e))) => self.fail(number, e),
+            Err(e) => self.fail(i32::MAX, StoreError::Io(std::io::Error::other(e))),
+        }
+    }
+
+    fn fail(&mut self, number: i32, e: StoreError) {
+        match &self.failed {
+            Some((first, _)) if *first <= number => {}
+            _ => self.failed = Some((number, e)),
+        }
+    }
+
+    async fn delete_tail_if_taken(&mut self) -> Result<(), StoreError> {
+        if std::mem::take(&mut self.tail_to_delete) {
+            delete(self.inner, &self.keys.part).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every part, then stores the piece left over: as a part
+    /// when it is big enough or the upload's last, else as `.part`.
+    async fn finish(mut self) -> Result<(), StoreError> {
+        while let Some(joined) = self.uploads.join_next().await {
+            self.record(joined);
+        }
+        if let Some((number, e)) = self.failed.take() {
+            self.empty_parts_after(number).await;
+            return Err(e);
+        }
+        let Some(mut rest) = self.current.take() else {
+            return Ok(());
+        };
+        rest.file.flush().await?;
+        let last = self.size == Some(self.before_current + rest.len);
+        if rest.len >= MIN_PART_SIZE || last {
+            self.delete_tail_if_taken().await?;
+            let number = self.next_number;
+            upload_part(
+                self.inner,
+                &self.keys.object,
+                &self.keys.multipart_id,
+                number,
+                rest.temp.path(),
+                rest.len,
+            )
+            .await?;
+        } else {
+            // Replaces the old `.part` (whose bytes open this file) at once.
+            put_file(self.inner, &self.keys.part, rest.temp.path(), rest.len).await?;
+        }
+        Ok(())
+    }
+
+    /// Overwrites with empty bodies the parts stored after the one that
+    /// failed, so the offset (the sum of part sizes) does not count bytes
+    /// that sit after a hole. Best effort: a failure here is logged.
+    async fn empty_parts_after(&self, failed: i32) {
+        for part in self.done.iter().filter(|p| p.number > failed) {
+            let emptied = self
+                .inner
+                .client
+                .upload_part()
+                .bucket(&self.inner.bucket)
+                .key(&self.keys.object)
+                .upload_id(&self.keys.multipart_id)
+                .part_number(part.number)
+                .body(ByteStream::from_static(b""))
+                .send()
+                .await;
+            if let Err(e) = emptied {
+                tracing::error!(
+                    key = %self.keys.object,
+                    part = part.number,
+                    error = %aws_sdk_s3::error::DisplayErrorContext(e),
+                    "could not empty a part stored after a failed one: the upload's offset now counts bytes after a hole"
+                );
+            }
+        }
+    }
+}
+
+/// A temporary file for a part, in the configured directory.
+pub(crate) fn temp_file(inner: &Inner) -> Result<NamedTempFile, StoreError> {
+    let builder = {
+        let mut b = tempfile::Builder::new();
+        b.prefix("tusd-s3-part-");
+        b
+    };
+    let temp = match &inner.options.temp_dir {
+        Some(dir) => builder.tempfile_in(dir)?,
+        None => builder.tempfile()?,
+    };
+    Ok(temp)
+}
+
+/// Sends the `len` bytes of the file at `path` as part `number`, streamed
+/// from disk.
+pub(crate) async fn upload_part(
+    inner: &Inner,
+    key: &str,
+    multipart_id: &str,
+    number: i32,
+    path: &Path,
+    len: u64,
+) -> Result<Part, StoreError> {
+    upload_part_at(inner, key, multipart_id, number, path, 0, len).await
+}
+
+/// Sends `len` bytes of the file at `path` from `offset` on as part `number`.
+pub(crate) async fn upload_part_at(
+    inner: &Inner,
+    key: &str,
+    multipart_id: &str,
+    number: i32,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<Part, StoreError> {
+    let _slot = inner
+        .upload_slots
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    let body = file_body(path, offset, len).await?;
+    let sent = inner
+        .client
+        .upload_part()
+        .bucket(&inner.bucket)
+        .key(key)
+        .upload_id(multipart_id)
+        .part_number(number)
+        .content_length(len as i64)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| io("UploadPart", key, e))?;
+    Ok(Part {
+        number,
+        size: len,
+        etag: sent.e_tag().unwrap_or_default().to_owned(),
+    })
+}
+
+/// Puts `len` bytes from `path` as the object `key`.
+pub(crate) async fn put_file(
+    inner: &Inner,
+    key: &str,
+    path: &Path,
+    len: u64,
+) -> Result<(), StoreError> {
+    let body = file_body(path, 0, len).await?;
+    inner
+        .client
+        .put_object()
+        .bucket(&inner.bucket)
+        .key(key)
+        .content_length(len as i64)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| io("PutObject", key, e))?;
+    Ok(())
+}
+
+async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+    let path: PathBuf = path.to_owned();
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(aws_sdk_s3::primitives::Length::Exact(len))
+        .buffer_size(READ_BUFFER)
+        .build()
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))
+}
+
+/// Copies the object `key` into `file`; returns its length.
+pub(crate) async fn download_into(
+    inner: &Inner,
+    key: &str,
+    file: &mut tokio::fs::File,
+) -> Result<u64, StoreError> {
+    let got = inner
+        .client
+        .get_object()
+        .bucket(&inner.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| io("GetObject", key, e))?;
+    let mut reader = got.body.into_async_read();
+    let copied = tokio::io::copy(&mut reader, file).await?;
+    file.flush().await?;
+    Ok(copied)
+}
+
+/// Deletes the object `key` (S3 answers success when it is missing).
+pub(crate) async fn delete(inner: &Inner, key: &str) -> Result<(), StoreError> {
+    inner
+        .client
+        .delete_object()
+        .bucket(&inner.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| io("DeleteObject", key, e))?;
+    Ok(())
+}

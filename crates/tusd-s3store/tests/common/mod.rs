@@ -1,0 +1,59 @@
+//! What the S3 store's tests share: a client for a test Garage.
+
+#![allow(dead_code)]
+
+use aws_sdk_s3::Client;
+use tusd_s3store::{s3_client, S3ClientConfig, S3Store, S3StoreOptions};
+use tusd_testsupport::GarageServer;
+
+/// The client configuration for `garage`'s endpoint, region and key.
+pub fn config_for(garage: &GarageServer) -> S3ClientConfig {
+    S3ClientConfig {
+        endpoint: Some(garage.endpoint()),
+        region: Some(garage.region().to_owned()),
+        credentials: Some((
+            garage.access_key_id().to_owned(),
+            garage.secret_access_key().to_owned(),
+        )),
+        disable_content_hashes: false,
+    }
+}
+
+pub async fn client_for(garage: &GarageServer) -> Client {
+    s3_client(&config_for(garage)).await
+}
+
+/// A store on `garage`'s bucket under `prefix`, with its own client (as
+/// another server would have).
+pub async fn store_for(garage: &GarageServer, prefix: &str) -> S3Store {
+    let mut options = S3StoreOptions::new(garage.bucket());
+    options.object_prefix = prefix.to_owned();
+    S3Store::connect(&config_for(garage), options)
+        .await
+        .expect("the test store connects to Garage")
+}
+
+/// The keys in the bucket under `prefix`, sorted.
+pub async fn keys_under(client: &Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("ListObjectsV2");
+    let mut keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Deterministic bytes that differ at every offset within a part.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
