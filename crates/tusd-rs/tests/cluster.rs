@@ -337,7 +337,10 @@ async fn the_file_store_refuses_a_holder_whose_etcd_lease_is_gone() {
 async fn an_etcd_outage_is_a_one_line_503_without_internal_addresses() {
     let mut etcd = EtcdServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let a = node(dir.path(), &etcd, &["--acquire-lock-timeout", "3s"]);
+    // Long enough for at least one whole etcd attempt (2 s) to fail: a lock
+    // request whose only attempt is cut off by the caller's deadline counts
+    // as "still held" (423), which a loaded machine produced once at 3 s.
+    let a = node(dir.path(), &etcd, &["--acquire-lock-timeout", "6s"]);
     let url = create(&a, 10).await;
     etcd.member().stop();
     let answer = patch(&url, 0, &b"hello"[..]).await;
