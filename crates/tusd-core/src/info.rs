@@ -50,9 +50,17 @@ impl UploadInfo {
     }
 }
 
-/// What the handler asks a store to create; the store chooses the id.
+/// What the handler asks a store to create; the store chooses the id
+/// unless `id` asks for one.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NewUpload {
+    /// An id chosen by the caller (a pre-create hook's `ChangeFileInfo.ID`).
+    /// A store that honours it creates exactly this id and fails if it
+    /// exists; as in tusd, a store may also ignore it and pick its own.
+    pub id: Option<UploadId>,
+    /// Store-specific hints (tusd's `ChangeFileInfo.Storage`); a store may
+    /// ignore them, as tusd's own stores do.
+    pub storage: BTreeMap<String, String>,
     pub size: Option<u64>,
     pub metadata: BTreeMap<String, String>,
     pub is_partial: bool,
