@@ -28,6 +28,9 @@ pub enum BodyEnd {
     Complete,
     /// A release request or server shutdown cut the body short.
     Stopped,
+    /// A hook stopped the upload (tusd's `StopUpload`); the upload is to be
+    /// terminated.
+    StoppedByHook,
     /// The lock was lost; nothing after that point reached the store.
     LockLost,
     /// The body was longer than the upload has room for; the excess was dropped.
@@ -58,6 +61,11 @@ struct Shared {
 pub struct BodyReport(Arc<Mutex<Shared>>);
 
 impl BodyReport {
+    /// Bytes passed on to the store so far.
+    pub fn received(&self) -> u64 {
+        self.0.lock().unwrap().received
+    }
+
     pub fn outcome(&self) -> BodyOutcome {
         let mut shared = self.0.lock().unwrap();
         BodyOutcome {
@@ -74,6 +82,8 @@ pub struct BodyRules {
     pub limit: u64,
     pub signals: LockSignals,
     pub shutdown: CancellationToken,
+    /// Cancelled when a hook stops the upload.
+    pub stop: CancellationToken,
     pub idle_timeout: Duration,
     pub hasher: Option<Hasher>,
 }
@@ -83,6 +93,7 @@ struct State<S> {
     remaining: u64,
     signals: LockSignals,
     shutdown: CancellationToken,
+    stop: CancellationToken,
     idle_timeout: Duration,
     shared: Arc<Mutex<Shared>>,
 }
@@ -100,6 +111,7 @@ pub fn chunk_stream(body: Body, rules: BodyRules) -> (ChunkStream, BodyReport) {
         remaining: rules.limit,
         signals: rules.signals,
         shutdown: rules.shutdown,
+        stop: rules.stop,
         idle_timeout: rules.idle_timeout,
         shared: shared.clone(),
     };
@@ -133,6 +145,10 @@ where
         }
         _ = state.shutdown.cancelled() => {
             finish(&state, BodyEnd::Stopped);
+            return None;
+        }
+        _ = state.stop.cancelled() => {
+            finish(&state, BodyEnd::StoppedByHook);
             return None;
         }
         next = tokio::time::timeout(state.idle_timeout, state.data.next()) => next,
@@ -182,6 +198,7 @@ mod tests {
             limit,
             signals: signals.clone(),
             shutdown: CancellationToken::new(),
+            stop: CancellationToken::new(),
             idle_timeout: Duration::from_secs(5),
             hasher: None,
         }

@@ -39,6 +39,10 @@ pub struct Config {
     /// CORS for browser clients on other origins, applied by
     /// [`crate::TusHandler::router`]; `None` sends no CORS headers.
     pub cors: Option<CorsConfig>,
+    /// While a body flows, how often a progress event reports its offset
+    /// (only when it moved; tusd's `--progress-hooks-interval`). Progress
+    /// is timed only for a handler with hooks.
+    pub progress_interval: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             max_concat_partials: 1000,
             creations_per_minute: 0,
             cors: Some(CorsConfig::default()),
+            progress_interval: Duration::from_secs(1),
         }
     }
 }

@@ -48,7 +48,9 @@ mod state;
 
 pub use config::Config;
 pub use error::HandlerError;
-pub use events::{EventKind, Hooks, Rejection, RequestInfo, UploadEvent};
+pub use events::{
+    EventKind, Hooks, Rejection, RequestInfo, ResponseChange, UploadEvent, UploadStopper,
+};
 pub use handler::TusHandler;
 pub use metrics::Metrics;
 pub use state::BuildError;

@@ -8,16 +8,19 @@
 //!   is asked, and `Tus-Extension` lists only what is present;
 //! - every change emits its event exactly here: created, progress, finished
 //!   (after the store's `finish_upload`, once per upload) and terminated, to
-//!   the metrics and to the embedder's [`Hooks`].
+//!   the metrics and to the embedder's [`Hooks`];
+//! - every blocking decision is asked here, next to the change it guards:
+//!   pre-create before `create_upload`, pre-finish between `finish_upload`
+//!   and the finished event, pre-terminate before a DELETE's `terminate`.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::HandlerError;
-use crate::events::{EventKind, Hooks, RequestInfo, UploadEvent};
+use crate::events::{EventKind, Hooks, RequestInfo, ResponseChange, UploadEvent, UploadStopper};
 use crate::metrics::Metrics;
 use crate::rate_limit::CreationLimiter;
 use crate::{
@@ -39,6 +42,23 @@ pub enum BuildError {
 
 /// The request an event is attributed to, if the handler captures requests.
 pub(crate) type Origin = Option<Arc<RequestInfo>>;
+
+/// One body's progress reporting: the stopper its progress events carry,
+/// and the offset last reported, so the report at the body's end is not a
+/// repeat of the last periodic one.
+pub(crate) struct Progress {
+    pub(crate) stopper: UploadStopper,
+    last_reported: u64,
+}
+
+impl Progress {
+    pub(crate) fn new(offset: u64) -> Progress {
+        Progress {
+            stopper: UploadStopper::default(),
+            last_reported: offset,
+        }
+    }
+}
 
 pub(crate) struct State {
     config: Config,
@@ -202,36 +222,84 @@ impl State {
         Ok(info)
     }
 
-    /// Streams `chunks` into the upload at `info.offset`. Returns what the
-    /// store returned; the caller classifies a failure, since whether it is
-    /// the client's or the server's depends on how the body ended.
+    /// Streams `chunks` into the upload `info` describes, at its offset.
+    /// Returns what the store returned; the caller classifies a failure,
+    /// since whether it is the client's or the server's depends on how the
+    /// body ended.
+    ///
+    /// With hooks, a progress event reports `info.offset + passed()` every
+    /// `progress_interval` while the store writes, when it moved, carrying
+    /// `progress.stopper` (tusd counts bytes read from the body, as
+    /// `passed` does).
     pub(crate) async fn write(
         &self,
-        id: &UploadId,
-        offset: u64,
+        info: &UploadInfo,
         lock: &Lock,
         chunks: ChunkStream,
+        passed: impl Fn() -> u64,
+        progress: &mut Progress,
+        origin: &Origin,
     ) -> Result<u64, StoreError> {
-        self.core
-            .write_chunk(id, offset, lock.fencing_token(), chunks)
-            .await
+        let id = UploadId::parse(&info.id)
+            .ok_or_else(|| StoreError::Corrupt(format!("invalid id {:?}", info.id)))?;
+        let write = self
+            .core
+            .write_chunk(&id, info.offset, lock.fencing_token(), chunks);
+        if self.hooks.is_none() || origin.is_none() {
+            return write.await;
+        }
+        tokio::pin!(write);
+        let period = self.config.progress_interval.max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                written = &mut write => return written,
+                _ = ticks.tick() => {
+                    let offset = info.offset + passed();
+                    if offset != progress.last_reported {
+                        progress.last_reported = offset;
+                        let mut now = info.clone();
+                        now.offset = offset;
+                        self.emit_with(EventKind::Progress, &now, origin, Some(progress.stopper.clone()));
+                    }
+                }
+            }
+        }
     }
 
     /// Records that a request left the upload at `info` after storing
-    /// bytes, and finishes it if that was its last byte.
+    /// bytes, and finishes it if that was its last byte. Returns the
+    /// pre-finish hook's change to the answer, if it finished.
     pub(crate) async fn received(
         &self,
         info: &UploadInfo,
         stored: u64,
         lock: &Lock,
         origin: &Origin,
-    ) -> Result<(), HandlerError> {
+        progress: &mut Progress,
+    ) -> Result<ResponseChange, HandlerError> {
         if stored == 0 {
-            return Ok(());
+            return Ok(ResponseChange::default());
         }
-        self.emit(EventKind::Progress, info, origin);
+        if info.offset != progress.last_reported {
+            progress.last_reported = info.offset;
+            self.emit(EventKind::Progress, info, origin);
+        }
         self.finish_if_complete(info, lock.fencing_token(), origin)
             .await
+    }
+
+    /// A hook stopped the upload while its body flowed (tusd's
+    /// `StopUpload`): terminates it, if the store can, without asking
+    /// pre-terminate, as tusd does. A failure is only logged: the client is
+    /// answered with the hook's response either way.
+    pub(crate) async fn stopped_by_hook(&self, info: &UploadInfo, lock: &Lock, origin: &Origin) {
+        if self.terminater.is_none() {
+            return;
+        }
+        if let Err(e) = self.terminate(info, lock.fencing_token(), origin).await {
+            tracing::warn!(id = %info.id, error = %e, "terminating an upload a hook stopped failed");
+        }
     }
 
     /// Cuts off a chunk whose checksum did not match.
@@ -265,7 +333,8 @@ impl State {
         info.size = length;
         info.size_is_deferred = false;
         self.finish_if_complete(info, lock.fencing_token(), origin)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// Joins `partials` into the final upload `id` and finishes it.
@@ -284,6 +353,23 @@ impl State {
         let info = self.core.get_info(id).await?;
         self.finish_if_complete(&info, fence, origin).await?;
         Ok(info)
+    }
+
+    /// The pre-terminate decision for a DELETE of `info`, asked under the
+    /// upload's lock: the hooks may refuse (the upload stays) or change the
+    /// 204.
+    pub(crate) async fn pre_terminate(
+        &self,
+        info: &UploadInfo,
+        origin: &Origin,
+    ) -> Result<ResponseChange, HandlerError> {
+        match (&self.hooks, origin) {
+            (Some(hooks), Some(_)) => hooks
+                .pre_terminate(&self.event(EventKind::Terminated, info, origin, None))
+                .await
+                .map_err(|r| HandlerError::Rejected(Box::new(r))),
+            _ => Ok(ResponseChange::default()),
+        }
     }
 
     /// Deletes the upload `info` describes, under `fence`.
@@ -306,28 +392,61 @@ impl State {
     /// received its last byte, and the only caller of the store's
     /// `finish_upload`. Every caller passes an upload that was not complete
     /// before its change, so this runs once per upload.
+    ///
+    /// Between `finish_upload` and the finished event the pre-finish hook
+    /// is asked (for a request only); its refusal is the request's answer
+    /// and then no finished event is emitted, as in tusd. Returns its
+    /// change to the answer.
     async fn finish_if_complete(
         &self,
         info: &UploadInfo,
         fence: Option<&FencingToken>,
         origin: &Origin,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<ResponseChange, HandlerError> {
         if !info.is_complete() {
-            return Ok(());
+            return Ok(ResponseChange::default());
         }
         self.core.finish_upload(&stored_id(info)?, fence).await?;
+        let change = match (&self.hooks, origin) {
+            (Some(hooks), Some(_)) => hooks
+                .pre_finish(&self.event(EventKind::Finished, info, origin, None))
+                .await
+                .map_err(|r| HandlerError::Rejected(Box::new(r)))?,
+            _ => ResponseChange::default(),
+        };
         self.emit(EventKind::Finished, info, origin);
-        Ok(())
+        Ok(change)
+    }
+
+    fn event(
+        &self,
+        kind: EventKind,
+        info: &UploadInfo,
+        origin: &Origin,
+        stop: Option<UploadStopper>,
+    ) -> UploadEvent {
+        UploadEvent {
+            kind,
+            upload: info.clone(),
+            request: origin.clone(),
+            stop,
+        }
     }
 
     fn emit(&self, kind: EventKind, info: &UploadInfo, origin: &Origin) {
+        self.emit_with(kind, info, origin, None);
+    }
+
+    fn emit_with(
+        &self,
+        kind: EventKind,
+        info: &UploadInfo,
+        origin: &Origin,
+        stop: Option<UploadStopper>,
+    ) {
         self.metrics.upload_event(kind);
         if let Some(hooks) = &self.hooks {
-            hooks.on_event(&UploadEvent {
-                kind,
-                upload: info.clone(),
-                request: origin.clone(),
-            });
+            hooks.on_event(&self.event(kind, info, origin, stop));
         }
     }
 }

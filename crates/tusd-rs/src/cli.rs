@@ -141,6 +141,10 @@ pub struct Config {
     /// request bodies ignore lock loss and release requests.
     #[arg(long, env = "TUSD_FAULT_IGNORE_LOCK_SIGNALS", hide = true)]
     pub fault_ignore_lock_signals: bool,
+    /// While a body arrives, how often a post-receive (progress) hook reports
+    /// its offset (when it moved), and once more when the body ends.
+    #[arg(long, env = "TUSD_PROGRESS_HOOKS_INTERVAL", default_value = "1s", value_parser = duration)]
+    pub progress_hooks_interval: Duration,
     /// Log format: one line per request either way.
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

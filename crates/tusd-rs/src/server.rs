@@ -170,6 +170,7 @@ fn handler_config(cli: &Config) -> tusd_handler::Config {
         fault_ignore_lock_signals: cli.fault_ignore_lock_signals,
         max_concat_partials: cli.max_concat_partials,
         creations_per_minute: cli.creations_per_minute,
+        progress_interval: cli.progress_hooks_interval,
         cors: (!cli.disable_cors).then(|| CorsConfig {
             allow_origin: cli.cors_allow_origin.clone(),
             allow_credentials: cli.cors_allow_credentials,

@@ -126,7 +126,7 @@ pub async fn patch(
         declare_length(state, &lock, &mut info, length, origin).await?;
     }
     let before = info.offset;
-    let info = receive(
+    let (info, change) = receive(
         state,
         id,
         &lock,
@@ -147,7 +147,7 @@ pub async fn patch(
     response
         .extensions_mut()
         .insert(BytesStored(info.offset - before));
-    Ok(response)
+    Ok(change.apply(response))
 }
 
 /// Fixes a deferred length (creation-defer-length), or checks a repeated one.

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 
 use crate::error::HandlerError;
+use crate::events::ResponseChange;
 use crate::headers::{self, Concat};
 use crate::location::upload_url;
 use crate::protocol::receive::{check_max_size, receive};
@@ -103,6 +104,7 @@ pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Respon
     );
     let mut response = StatusCode::CREATED.into_response();
     let mut stored = 0;
+    let mut change = ResponseChange::default();
     if with_upload && !info.is_final {
         let lock = state.lock(&id).await?;
         let before = info.offset;
@@ -111,7 +113,10 @@ pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Respon
         // The upload exists either way: a failed first chunk must still tell
         // the client where to resume.
         let after = match result {
-            Ok(after) => after,
+            Ok((after, finished)) => {
+                change = finished;
+                after
+            }
             Err(e) => {
                 let mut response = e.into_response();
                 response.headers_mut().insert(
@@ -134,5 +139,5 @@ pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Respon
     );
     expiration::add_header(state, &info, h);
     response.extensions_mut().insert(BytesStored(stored));
-    Ok(response)
+    Ok(change.apply(response))
 }

@@ -7,17 +7,20 @@ use http::HeaderMap;
 
 use crate::body::{chunk_stream, BodyEnd, BodyRules};
 use crate::error::HandlerError;
+use crate::events::ResponseChange;
 use crate::headers::{self, MAX_LENGTH};
 use crate::protocol::checksum::Checksum;
-use crate::state::{Origin, State};
-use crate::{Lock, UploadId, UploadInfo};
+use crate::state::{Origin, Progress, State};
+use crate::{Lock, Rejection, UploadId, UploadInfo};
 
 /// Streams a request body into the upload at `info.offset` while `lock` is
-/// held, and returns the upload's state after it. Shared by PATCH and
-/// creation-with-upload.
+/// held, and returns the upload's state after it, with the pre-finish
+/// hook's change to the answer if the body finished the upload. Shared by
+/// PATCH and creation-with-upload.
 ///
 /// Bytes that reached the store stay stored whatever happens after, except
-/// a chunk whose checksum does not match, which is cut off again.
+/// a chunk whose checksum does not match, which is cut off again, and an
+/// upload a hook stopped, which is terminated (tusd's `StopUpload`).
 #[allow(clippy::too_many_arguments)]
 pub async fn receive(
     state: &State,
@@ -28,7 +31,7 @@ pub async fn receive(
     checksum: Option<Checksum>,
     body: Body,
     origin: &Origin,
-) -> Result<UploadInfo, HandlerError> {
+) -> Result<(UploadInfo, ResponseChange), HandlerError> {
     let room = if info.size_is_deferred {
         match state.config().max_size {
             0 => MAX_LENGTH,
@@ -46,6 +49,7 @@ pub async fn receive(
         }
     }
     let start = info.offset;
+    let mut progress = Progress::new(start);
     let (chunks, report) = chunk_stream(
         body,
         BodyRules {
@@ -55,11 +59,21 @@ pub async fn receive(
                 true => crate::LockSignals::new(),
             },
             shutdown: state.shutdown().clone(),
+            stop: progress.stopper.token().clone(),
             idle_timeout: state.config().network_timeout,
             hasher: checksum.as_ref().map(|c| c.algorithm.hasher()),
         },
     );
-    let written = state.write(id, start, lock, chunks).await;
+    let written = state
+        .write(
+            &info,
+            lock,
+            chunks,
+            || report.received(),
+            &mut progress,
+            origin,
+        )
+        .await;
     let outcome = report.outcome();
     state.metrics().bytes_received(outcome.received);
 
@@ -79,21 +93,31 @@ pub async fn receive(
         Err(_) if outcome.end == BodyEnd::Broken => state.info(id).await?.offset,
         Err(e) => return Err(e.into()),
     };
+    if outcome.end == BodyEnd::StoppedByHook {
+        state.stopped_by_hook(&info, lock, origin).await;
+        let rejection = progress.stopper.take_response().unwrap_or_else(|| {
+            Rejection::new(
+                http::StatusCode::BAD_REQUEST,
+                "ERR_UPLOAD_STOPPED: upload has been stopped by server",
+            )
+        });
+        return Err(HandlerError::Rejected(Box::new(rejection)));
+    }
     if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
         if digest != checksum.expected {
             state.discard_chunk(id, start, lock).await?;
             return Err(HandlerError::ChecksumMismatch);
         }
     }
-    state
-        .received(&info, info.offset - start, lock, origin)
+    let change = state
+        .received(&info, info.offset - start, lock, origin, &mut progress)
         .await?;
     if outcome.end == BodyEnd::TooLong {
         return Err(HandlerError::TooLarge(
             "body is longer than the upload's remaining length; the excess was not stored".into(),
         ));
     }
-    Ok(info)
+    Ok((info, change))
 }
 
 /// 413 when `length` is above the server's limit.

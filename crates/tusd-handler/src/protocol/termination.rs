@@ -7,7 +7,8 @@ use crate::error::HandlerError;
 use crate::state::{Origin, State};
 use crate::UploadId;
 
-/// DELETE: under the lock, so no PATCH is mid-write when the files go.
+/// DELETE: under the lock, so no PATCH is mid-write when the files go; the
+/// pre-terminate hook decides first.
 pub async fn delete(
     state: &State,
     id: &UploadId,
@@ -18,7 +19,8 @@ pub async fn delete(
     }
     let lock = state.lock(id).await?;
     let info = state.info(id).await?;
+    let change = state.pre_terminate(&info, origin).await?;
     state.terminate(&info, lock.fencing_token(), origin).await?;
     let _ = lock.unlock().await;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(change.apply(StatusCode::NO_CONTENT.into_response()))
 }
