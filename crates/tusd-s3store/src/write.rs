@@ -17,11 +17,11 @@
 //! whereas the other order could count them twice.
 //!
 //! A part that fails after later ones were stored would leave a hole the
-//! offset (a plain sum) cannot see: the later parts are then overwritten
-//! with empty bodies, so the sum is again the bytes before the hole, and
-//! completion lists only non-empty parts. AWS accepts empty parts; Garage
-//! refuses them, and there the hole stays (logged as an error; see
-//! docs/s3.md).
+//! offset (a plain sum) cannot see. Its file is kept and it is sent again a
+//! few times; if it still fails, the later parts are overwritten with empty
+//! bodies, so the sum is again the bytes before the hole, and completion
+//! lists only non-empty parts. AWS accepts empty parts; Garage refuses
+//! them, and there the hole stays (logged as an error; see docs/s3.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +41,14 @@ use crate::keys::UploadKeys;
 use crate::options::MIN_PART_SIZE;
 use crate::state::{Multipart, Part, UploadState};
 use crate::Inner;
+
+/// Pauses before each extra attempt at a part that failed (after the SDK's
+/// own retries).
+const RETRY_PAUSES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(5),
+];
 
 /// How much of a part file the SDK reads into memory at a time.
 const READ_BUFFER: usize = 256 * 1024;
@@ -93,7 +101,7 @@ pub(crate) async fn write(
                 break;
             }
         }
-        if staging.failed.is_some() {
+        if staging.has_failed() {
             break;
         }
         next = chunk.next().await;
@@ -120,9 +128,16 @@ struct Staging<'a> {
     /// must go before they are sent in a part.
     tail_to_delete: bool,
     buffered: Arc<Semaphore>,
-    uploads: JoinSet<Result<Part, (i32, StoreError)>>,
+    uploads: JoinSet<Result<Part, Failed>>,
     done: Vec<Part>,
-    failed: Option<(i32, StoreError)>,
+    failed: Vec<Failed>,
+}
+
+/// A part whose upload failed, with its file, to be sent again.
+struct Failed {
+    number: i32,
+    error: StoreError,
+    file: Option<PartFile>,
 }
 
 struct PartFile {
@@ -150,7 +165,7 @@ impl<'a> Staging<'a> {
             buffered: Arc::new(Semaphore::new(inner.options.max_buffered_parts.max(1))),
             uploads: JoinSet::new(),
             done: Vec::new(),
-            failed: None,
+            failed: Vec::new(),
         })
     }
 
@@ -217,7 +232,11 @@ impl<'a> Staging<'a> {
             )
             .await;
             drop(permit);
-            result.map_err(|e| (number, e))
+            result.map_err(|error| Failed {
+                number,
+                error,
+                file: Some(part),
+            })
         });
         self.collect_finished();
         Ok(())
@@ -229,19 +248,62 @@ impl<'a> Staging<'a> {
         }
     }
 
-    fn record(&mut self, joined: Result<Result<Part, (i32, StoreError)>, tokio::task::JoinError>) {
+    fn record(&mut self, joined: Result<Result<Part, Failed>, tokio::task::JoinError>) {
         match joined {
             Ok(Ok(part)) => self.done.push(part),
-            Ok(Err((number, e))) => self.fail(number, e),
-            Err(e) => self.fail(i32::MAX, StoreError::Io(std::io::Error::other(e))),
+            Ok(Err(failed)) => self.failed.push(failed),
+            Err(e) => self.failed.push(Failed {
+                number: i32::MAX,
+                error: StoreError::Io(std::io::Error::other(e)),
+                file: None,
+            }),
         }
     }
 
-    fn fail(&mut self, number: i32, e: StoreError) {
-        match &self.failed {
-            Some((first, _)) if *first <= number => {}
-            _ => self.failed = Some((number, e)),
+    fn has_failed(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    /// Sends the failed parts again from their files, a few times with a
+    /// pause: a part stored after a failed one makes a hole unless the
+    /// failed one gets in. Returns the first part that still failed.
+    async fn retry_failed(&mut self) -> Option<Failed> {
+        self.failed.sort_by_key(|f| f.number);
+        let mut still = None;
+        for mut failed in std::mem::take(&mut self.failed) {
+            if still.is_some() {
+                continue; // the body is cut at the first hole anyway
+            }
+            let Some(file) = failed.file.take() else {
+                still = Some(failed);
+                continue;
+            };
+            let mut retried = None;
+            for pause in RETRY_PAUSES {
+                tokio::time::sleep(pause).await;
+                let sent = upload_part(
+                    self.inner,
+                    &self.keys.object,
+                    &self.keys.multipart_id,
+                    failed.number,
+                    file.temp.path(),
+                    file.len,
+                )
+                .await;
+                match sent {
+                    Ok(part) => {
+                        retried = Some(part);
+                        break;
+                    }
+                    Err(e) => failed.error = e,
+                }
+            }
+            match retried {
+                Some(part) => self.done.push(part),
+                None => still = Some(failed),
+            }
         }
+        still
     }
 
     async fn delete_tail_if_taken(&mut self) -> Result<(), StoreError> {
@@ -257,9 +319,11 @@ impl<'a> Staging<'a> {
         while let Some(joined) = self.uploads.join_next().await {
             self.record(joined);
         }
-        if let Some((number, e)) = self.failed.take() {
-            self.empty_parts_after(number).await;
-            return Err(e);
+        if self.has_failed() {
+            if let Some(failed) = self.retry_failed().await {
+                self.empty_parts_after(failed.number).await;
+                return Err(failed.error);
+            }
         }
         let Some(mut rest) = self.current.take() else {
             return Ok(());

@@ -238,3 +238,47 @@ async fn start_up_errors_are_clear() {
     assert!(matches!(err, ConnectError::Unreachable { .. }), "{err}");
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 }
+
+/// One body of many parts, sent with at most 2 parts buffered and 2 in
+/// flight, without content hashes (`--s3-disable-content-hashes`): every
+/// part but the last is the part size and the object is the body.
+#[tokio::test]
+async fn many_parts_through_small_buffers_without_content_hashes() {
+    let garage = GarageServer::start().await;
+    let client = client_for(&garage).await;
+    let mut config = config_for(&garage);
+    config.disable_content_hashes = true;
+    let mut options = S3StoreOptions::new(garage.bucket());
+    options.part_size = MIN_PART_SIZE;
+    options.max_buffered_parts = 2;
+    options.concurrent_part_uploads = 2;
+    let store = S3Store::connect(&config, options).await.unwrap();
+    let data = pattern(23 * MIB + 3, 9);
+    let info = store
+        .create_upload(NewUpload {
+            size: Some(data.len() as u64),
+            ..NewUpload::default()
+        })
+        .await
+        .unwrap();
+    let id = UploadId::parse(&info.id).unwrap();
+    let written = store
+        .write_chunk(&id, 0, None, body(&data, 64 * 1024))
+        .await
+        .unwrap();
+    assert_eq!(written, data.len() as u64);
+    let multipart_id = info.id.split_once('+').unwrap().1;
+    let parts = client
+        .list_parts()
+        .bucket(garage.bucket())
+        .key(object_id(&info))
+        .upload_id(multipart_id)
+        .send()
+        .await
+        .unwrap();
+    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    let part = MIN_PART_SIZE as i64;
+    assert_eq!(sizes, [part, part, part, part, 3 * MIB as i64 + 3]);
+    store.finish_upload(&id, None).await.unwrap();
+    assert!(read_all(&store, &id, data.len() as u64).await == data);
+}

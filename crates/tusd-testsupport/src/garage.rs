@@ -186,9 +186,10 @@ impl GarageServer {
     /// Lays the node out, imports the key, creates and allows the bucket,
     /// then waits for the S3 port.
     fn set_up(&mut self) {
-        // The client talks to the server over RPC: the first call that
-        // succeeds shows the server is up.
+        // `node id` only reads the node's key file; `status` goes through
+        // the server's RPC port, so once it succeeds the server is up.
         let node = self.retry("node id", &["node", "id", "-q"]);
+        self.retry("status", &["status"]);
         let node_id = node
             .trim()
             .split('@')
@@ -196,7 +197,10 @@ impl GarageServer {
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| panic!("garage node id -q printed {node:?}"))
             .to_owned();
-        self.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node_id]);
+        self.retry(
+            "layout assign",
+            &["layout", "assign", "-z", "dc1", "-c", "1G", &node_id],
+        );
         self.cli(&["layout", "apply", "--version", "1"]);
         self.retry(
             "key import",
