@@ -9,7 +9,9 @@
 //! `key import` a fixed access key, `bucket create`, `bucket allow --read
 //! --write --owner`. It returns once the S3 port answers, and panics with
 //! the tail of Garage's log when any step fails, so a test that cannot get
-//! Garage fails loudly instead of hanging.
+//! Garage fails loudly instead of hanging. [`GarageCluster::start`] does the
+//! same for several nodes (replication factor = node count), connected with
+//! `garage node connect`, for tests that stop a node.
 //!
 //! The binary is found through `GARAGE_BIN`, then the `.tools/garage.env`
 //! that `scripts/install-garage.sh` writes at the workspace root, then
@@ -51,6 +53,7 @@ pub struct GarageServer {
     child: Option<Child>,
     config: PathBuf,
     log_path: PathBuf,
+    rpc_port: u16,
     s3_port: u16,
     admin_port: u16,
     _dir: TempDir,
@@ -66,15 +69,27 @@ impl GarageServer {
     }
 
     fn start_blocking() -> GarageServer {
+        let mut server = GarageServer::spawn_node(1, &rpc_secret());
+        server.set_up();
+        server
+    }
+
+    /// Writes a node's configuration into a temporary directory of its own
+    /// and starts it, without any set-up.
+    fn spawn_node(replication_factor: usize, secret: &str) -> GarageServer {
         let dir = tempfile::Builder::new()
             .prefix("tusd-garage-")
             .tempdir()
             .expect("cannot create a temporary directory for Garage");
-        let (rpc_port, s3_port, admin_port) = (free_port(), free_port(), free_port());
+        let ports = Ports {
+            rpc: free_port(),
+            s3: free_port(),
+            admin: free_port(),
+        };
         let config = dir.path().join("garage.toml");
         std::fs::write(
             &config,
-            config_text(dir.path(), rpc_port, s3_port, admin_port),
+            config_text(dir.path(), ports, replication_factor, secret),
         )
         .expect("cannot write Garage's configuration");
         let log_path = dir.path().join("garage.log");
@@ -82,12 +97,12 @@ impl GarageServer {
             child: None,
             config,
             log_path,
-            s3_port,
-            admin_port,
+            rpc_port: ports.rpc,
+            s3_port: ports.s3,
+            admin_port: ports.admin,
             _dir: dir,
         };
         server.spawn();
-        server.set_up();
         server
     }
 
@@ -186,22 +201,31 @@ impl GarageServer {
     /// Lays the node out, imports the key, creates and allows the bucket,
     /// then waits for the S3 port.
     fn set_up(&mut self) {
-        // `node id` only reads the node's key file; `status` goes through
-        // the server's RPC port, so once it succeeds the server is up.
-        let node = self.retry("node id", &["node", "id", "-q"]);
-        self.retry("status", &["status"]);
-        let node_id = node
-            .trim()
-            .split('@')
-            .next()
-            .filter(|id| !id.is_empty())
-            .unwrap_or_else(|| panic!("garage node id -q printed {node:?}"))
-            .to_owned();
+        let node_id = self.node_id();
         self.retry(
             "layout assign",
             &["layout", "assign", "-z", "dc1", "-c", "1G", &node_id],
         );
         self.cli(&["layout", "apply", "--version", "1"]);
+        self.create_key_and_bucket();
+        self.wait_s3();
+    }
+
+    /// The node's id, once its RPC port answers: `node id` only reads the
+    /// node's key file; `status` goes through the server, so once it
+    /// succeeds the server is up.
+    fn node_id(&mut self) -> String {
+        let node = self.retry("node id", &["node", "id", "-q"]);
+        self.retry("status", &["status"]);
+        node.trim()
+            .split('@')
+            .next()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| panic!("garage node id -q printed {node:?}"))
+            .to_owned()
+    }
+
+    fn create_key_and_bucket(&mut self) {
         self.retry(
             "key import",
             &[
@@ -215,6 +239,9 @@ impl GarageServer {
             ],
         );
         self.create_bucket(GARAGE_BUCKET);
+    }
+
+    fn wait_s3(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         while s3_answer(self.s3_port).is_err() {
             self.check_running();
@@ -281,18 +308,96 @@ impl Drop for GarageServer {
     }
 }
 
-fn config_text(dir: &Path, rpc_port: u16, s3_port: u16, admin_port: u16) -> String {
-    let secret = format!(
+/// Several Garage nodes forming one cluster (every node a zone of its own
+/// with the same capacity), with the bucket and key of [`GarageServer`],
+/// for tests that stop a node. Each node serves S3 on its own port.
+pub struct GarageCluster {
+    nodes: Vec<GarageServer>,
+}
+
+impl GarageCluster {
+    /// Starts `size` nodes with replication factor `size`, connects them,
+    /// lays them out, and sets up the bucket and key through node 0.
+    pub async fn start(size: usize) -> GarageCluster {
+        assert!(size > 0, "a cluster needs at least one node");
+        tokio::task::spawn_blocking(move || {
+            let secret = rpc_secret();
+            let mut nodes: Vec<GarageServer> = (0..size)
+                .map(|_| GarageServer::spawn_node(size, &secret))
+                .collect();
+            let ids: Vec<String> = nodes.iter_mut().map(GarageServer::node_id).collect();
+            let (first, others) = nodes.split_first_mut().expect("size > 0");
+            for (node, id) in others.iter().zip(&ids[1..]) {
+                let peer = format!("{id}@127.0.0.1:{}", node.rpc_port);
+                first.retry("node connect", &["node", "connect", &peer]);
+            }
+            for (i, id) in ids.iter().enumerate() {
+                let zone = format!("dc{i}");
+                first.retry(
+                    "layout assign",
+                    &["layout", "assign", "-z", &zone, "-c", "1G", id],
+                );
+            }
+            first.cli(&["layout", "apply", "--version", "1"]);
+            first.create_key_and_bucket();
+            for node in nodes.iter_mut() {
+                node.wait_s3();
+            }
+            GarageCluster { nodes }
+        })
+        .await
+        .expect("starting the Garage cluster panicked")
+    }
+
+    /// Node `index`: its endpoint, CLI, or to stop it.
+    pub fn node(&mut self, index: usize) -> &mut GarageServer {
+        &mut self.nodes[index]
+    }
+
+    /// The S3 endpoint of node `index`.
+    pub fn endpoint(&self, index: usize) -> String {
+        self.nodes[index].endpoint()
+    }
+
+    /// How many nodes the cluster was started with.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false: a cluster has at least one node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// A fresh RPC secret: 32 random bytes in hex, shared by a cluster's nodes.
+fn rpc_secret() -> String {
+    format!(
         "{:032x}{:032x}",
         rand::random::<u128>(),
         rand::random::<u128>()
-    );
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Ports {
+    rpc: u16,
+    s3: u16,
+    admin: u16,
+}
+
+fn config_text(dir: &Path, ports: Ports, replication_factor: usize, secret: &str) -> String {
+    let Ports {
+        rpc: rpc_port,
+        s3: s3_port,
+        admin: admin_port,
+    } = ports;
     let admin_token = format!("{:032x}", rand::random::<u128>());
     format!(
         r#"metadata_dir = "{meta}"
 data_dir = "{data}"
 db_engine = "sqlite"
-replication_factor = 1
+replication_factor = {replication_factor}
 rpc_bind_addr = "127.0.0.1:{rpc_port}"
 rpc_public_addr = "127.0.0.1:{rpc_port}"
 rpc_secret = "{secret}"

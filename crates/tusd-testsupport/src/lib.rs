@@ -6,7 +6,8 @@
 //!   members that can be stopped, paused, resumed and restarted, and
 //!   [`etcdctl`] for driving the command-line client against them.
 //! - [`garage`]: [`GarageServer`], a real single-node Garage (S3) with a
-//!   bucket and an access key, for the S3 store's tests.
+//!   bucket and an access key, for the S3 store's tests, and
+//!   [`GarageCluster`], several nodes replicating each other.
 //! - [`nginx`]: [`Nginx`], a real nginx in front of tusd-rs nodes, with the
 //!   configuration docs/cluster.md recommends.
 //! - [`ports`]: free loopback ports.
@@ -50,7 +51,7 @@ pub use conformance::{Outcome, Report};
 pub use etcd::{
     etcd_bin, etcd_version, etcdctl, etcdctl_bin, etcdctl_lock, EtcdCluster, EtcdMember, EtcdServer,
 };
-pub use garage::{garage_bin, GarageServer};
+pub use garage::{garage_bin, GarageCluster, GarageServer};
 pub use in_process::InProcessServer;
 pub use locker_conformance::{check_locker, clones_of, LockSpace};
 pub use nginx::Nginx;
