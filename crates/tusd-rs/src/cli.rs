@@ -145,6 +145,33 @@ pub struct Config {
     /// its offset (when it moved), and once more when the body ends.
     #[arg(long, env = "TUSD_PROGRESS_HOOKS_INTERVAL", default_value = "1s", value_parser = duration)]
     pub progress_hooks_interval: Duration,
+    /// Comma-separated hook events to call (pre-create, post-create,
+    /// post-receive, pre-finish, post-finish, pre-terminate,
+    /// post-terminate); empty enables all of them.
+    #[arg(long, env = "TUSD_HOOKS_ENABLED_EVENTS", default_value = tusd_hooks::HookType::DEFAULT)]
+    pub hooks_enabled_events: String,
+    /// Directory of file hooks: an executable per event, named as the event.
+    #[arg(long, env = "TUSD_HOOKS_DIR")]
+    pub hooks_dir: Option<PathBuf>,
+    /// Endpoint every hook event is POSTed to (tusd's JSON).
+    #[arg(long, env = "TUSD_HOOKS_HTTP")]
+    pub hooks_http: Option<String>,
+    /// Retries of an HTTP hook call that could not reach the endpoint,
+    /// timed out or got a 5xx.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_RETRY", default_value_t = 3)]
+    pub hooks_http_retry: u32,
+    /// Wait before each retry of an HTTP hook call.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_BACKOFF", default_value = "1s", value_parser = duration)]
+    pub hooks_http_backoff: Duration,
+    /// Client request headers copied onto HTTP hook requests, comma-separated.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_FORWARD_HEADERS", value_delimiter = ',')]
+    pub hooks_http_forward_headers: Vec<String>,
+    /// Timeout of one HTTP hook call.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_TIMEOUT", default_value = "15s", value_parser = duration)]
+    pub hooks_http_timeout: Duration,
+    /// Largest HTTP hook response body accepted, in bytes.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_SIZE_LIMIT", default_value_t = 5 * 1024)]
+    pub hooks_http_size_limit: usize,
     /// Log format: one line per request either way.
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -25,6 +25,7 @@
 //!   environment variables.
 //! - `server`: [`run`]'s body: store, locker, handler, metrics and CORS put
 //!   together; the shutdown sequence.
+//! - `hooks`: the hooks the flags ask for (tusd-hooks: HTTP or file).
 //! - `locker`: the memory locker, or the etcd locker (with the `etcd`
 //!   feature) when etcd endpoints are given.
 //! - `connections`: the accept loop: connection limit, header, idle and
@@ -38,6 +39,7 @@
 mod cli;
 mod connections;
 mod error;
+mod hooks;
 mod locker;
 mod server;
 

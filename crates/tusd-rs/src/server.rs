@@ -54,7 +54,11 @@ pub async fn run(
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
     }
-    let handler = TusHandler::new(&composer, config).map_err(|e| match e {
+    let built = match crate::hooks::from_config(&cli)? {
+        Some(hooks) => TusHandler::with_hooks(&composer, config, hooks),
+        None => TusHandler::new(&composer, config),
+    };
+    let handler = built.map_err(|e| match e {
         BuildError::Cors(e) => cors_error(e),
         other => Error::Config(other.to_string()),
     })?;
