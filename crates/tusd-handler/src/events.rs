@@ -176,15 +176,16 @@ pub trait Hooks: Send + Sync + 'static {
     /// Asked before an upload is created, with the request that asks for
     /// it. `Err` answers the client with the rejection and creates nothing.
     /// Changing `upload.metadata` changes what is stored; setting
-    /// `upload.id` asks the store for that id (checked by the handler: an
-    /// invalid one answers 500, as tusd does); `upload.storage` is passed on.
+    /// `upload.id` asks the store for that id; `upload.storage` is passed
+    /// on. `Ok` changes the 201 (a pre-finish change, for an upload
+    /// finished by the same request, is applied over it).
     async fn pre_create(
         &self,
         request: &RequestInfo,
         upload: &mut NewUpload,
-    ) -> Result<(), Rejection> {
+    ) -> Result<ResponseChange, Rejection> {
         let _ = (request, upload);
-        Ok(())
+        Ok(ResponseChange::default())
     }
 
     /// Asked when an upload's last byte is stored and the store's

@@ -185,18 +185,19 @@ impl State {
         Ok(lister.list_uploads().await?)
     }
 
-    /// The pre-create decision: the hooks may refuse or adjust `upload`.
+    /// The pre-create decision: the hooks may refuse or adjust `upload`,
+    /// and change the 201.
     pub(crate) async fn pre_create(
         &self,
         origin: &Origin,
         upload: &mut NewUpload,
-    ) -> Result<(), HandlerError> {
+    ) -> Result<ResponseChange, HandlerError> {
         match (&self.hooks, origin) {
             (Some(hooks), Some(request)) => hooks
                 .pre_create(request, upload)
                 .await
                 .map_err(|r| HandlerError::Rejected(Box::new(r))),
-            _ => Ok(()),
+            _ => Ok(ResponseChange::default()),
         }
     }
 

@@ -11,8 +11,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tusd_filestore::FileStore;
 use tusd_handler::{
     ChunkStream, Config, DataStore, EventKind, FencingToken, Hooks, NewUpload, Rejection,
-    RequestInfo, StoreComposer, StoreError, TusHandler, UploadEvent, UploadId, UploadInfo,
-    UploadReader,
+    RequestInfo, ResponseChange, StoreComposer, StoreError, TusHandler, UploadEvent, UploadId,
+    UploadInfo, UploadReader,
 };
 use tusd_memorylocker::MemoryLocker;
 
@@ -71,7 +71,7 @@ impl Hooks for Recorder {
         &self,
         request: &RequestInfo,
         upload: &mut NewUpload,
-    ) -> Result<(), Rejection> {
+    ) -> Result<ResponseChange, Rejection> {
         assert!(request.remote_addr.is_none() || request.remote_addr.unwrap().ip().is_loopback());
         if upload.metadata.contains_key("refuse") {
             let mut headers = HeaderMap::new();
@@ -83,7 +83,7 @@ impl Hooks for Recorder {
             });
         }
         upload.metadata.insert("checked".into(), "yes".into());
-        Ok(())
+        Ok(ResponseChange::default())
     }
 
     fn on_event(&self, event: &UploadEvent) {

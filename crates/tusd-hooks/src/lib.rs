@@ -255,13 +255,13 @@ impl Hooks for TusdHooks {
         &self,
         request: &RequestInfo,
         upload: &mut NewUpload,
-    ) -> Result<(), Rejection> {
+    ) -> Result<ResponseChange, Rejection> {
         let Some(res) = self
             .call(HookType::PreCreate, new_upload_info(upload), Some(request))
             .await
             .map_err(|e| hook_failed(&e))?
         else {
-            return Ok(());
+            return Ok(ResponseChange::default());
         };
         if res.reject_upload {
             return Err(tusd_error(
@@ -287,7 +287,7 @@ impl Hooks for TusdHooks {
         if let Some(storage) = changes.storage {
             upload.storage = storage;
         }
-        Ok(())
+        Ok(response_change(&res.http_response))
     }
 
     async fn pre_finish(&self, event: &UploadEvent) -> Result<ResponseChange, Rejection> {

@@ -142,6 +142,8 @@ async fn changed_metadata_is_stored() {
     let server = server_for(&receiver, &[]).await;
     let r = post(&server, 3, &[("rename", "new.txt"), ("secret", "x")]).await;
     assert_eq!(r.status(), 201);
+    // pre-create's HTTPResponse is merged into the 201, as in tusd.
+    assert_eq!(r.headers()["x-hook-seen"], "yes");
     let url = r.headers()["location"].to_str().unwrap().to_owned();
     let info: Value = serde_json::from_slice(
         &std::fs::read(server.upload_dir().join(format!("{}.info", id_of(&url)))).unwrap(),

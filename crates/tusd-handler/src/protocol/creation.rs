@@ -85,7 +85,7 @@ pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Respon
         }
     }
 
-    state.pre_create(origin, &mut upload).await?;
+    let created = state.pre_create(origin, &mut upload).await?;
     let partials = upload.partial_uploads.clone();
     let mut info = state.create(upload, origin).await?;
     let id = UploadId::parse(&info.id).ok_or_else(|| {
@@ -139,5 +139,5 @@ pub async fn post(state: &State, req: Request, origin: &Origin) -> Result<Respon
     );
     expiration::add_header(state, &info, h);
     response.extensions_mut().insert(BytesStored(stored));
-    Ok(change.apply(response))
+    Ok(change.apply(created.apply(response)))
 }

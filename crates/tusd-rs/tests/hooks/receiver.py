@@ -10,6 +10,7 @@ answers as tusd's documentation describes, steered by the upload's metadata:
                               X-Reason: quota and a JSON body
                chosen_id=ID   ChangeFileInfo.ID = ID
                rename=NAME    ChangeFileInfo.MetaData = {filename: NAME, checked: yes}
+                              (both add HTTPResponse header X-Hook-Seen: yes to the 201)
                fail=N token=T the first N calls for token T answer 500
   post-receive stop=1         StopUpload, HTTPResponse.Body "stopped by hook"
   pre-finish   refuse_finish=1  HTTPResponse StatusCode 422, body "not this file"
@@ -50,7 +51,9 @@ def answer(hook):
             changes["ID"] = meta["chosen_id"]
         if "rename" in meta:
             changes["MetaData"] = {"filename": meta["rename"], "checked": "yes"}
-        return 200, {"ChangeFileInfo": changes} if changes else {}
+        if not changes:
+            return 200, {}
+        return 200, {"ChangeFileInfo": changes, "HTTPResponse": {"Header": {"X-Hook-Seen": "yes"}}}
     if kind == "post-receive" and "stop" in meta:
         return 200, {"StopUpload": True, "HTTPResponse": {"Body": "stopped by hook"}}
     if kind == "pre-finish":
