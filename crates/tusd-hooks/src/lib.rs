@@ -10,6 +10,8 @@
 //!   `--hooks-http`), retried with a fixed backoff, on one reused client.
 //! - [`file`]: [`FileHook`], an executable per event in a directory (tusd's
 //!   `--hooks-dir`), the JSON on stdin, `TUS_*` variables, stdout parsed.
+//! - `grpc` (feature `grpc`): `GrpcHook`, tusd's `HookHandler.InvokeHook`
+//!   over gRPC (proto/hook.proto, tonic; `--hooks-grpc`).
 //! - This file: [`HookType`] (the event names and tusd's default set), the
 //!   [`HookHandler`] backends implement, and [`TusdHooks`], which turns the
 //!   handler's decision points and events into hook calls
@@ -27,6 +29,8 @@
 //! merged the same way. A failing non-blocking hook is only logged.
 
 pub mod file;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod http;
 pub mod wire;
 

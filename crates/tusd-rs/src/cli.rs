@@ -172,6 +172,19 @@ pub struct Config {
     /// Largest HTTP hook response body accepted, in bytes.
     #[arg(long, env = "TUSD_HOOKS_HTTP_SIZE_LIMIT", default_value_t = 5 * 1024)]
     pub hooks_http_size_limit: usize,
+    /// gRPC hook server (host:port) every hook event is sent to, with tusd
+    /// v2's HookHandler.InvokeHook (an error without the grpc-hooks feature).
+    #[arg(long, env = "TUSD_HOOKS_GRPC")]
+    pub hooks_grpc: Option<String>,
+    /// Retries of a gRPC hook call that failed as UNAVAILABLE or RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_RETRY", default_value_t = 3)]
+    pub hooks_grpc_retry: u32,
+    /// Wait before each retry of a gRPC hook call.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_BACKOFF", default_value = "1s", value_parser = duration)]
+    pub hooks_grpc_backoff: Duration,
+    /// Client request headers sent as gRPC metadata, comma-separated.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_FORWARD_HEADERS", value_delimiter = ',')]
+    pub hooks_grpc_forward_headers: Vec<String>,
     /// Log format: one line per request either way.
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -1,6 +1,7 @@
-//! The hooks the flags ask for: file hooks (`--hooks-dir`) or HTTP hooks
-//! (`--hooks-http`), chosen in tusd's order when both are given, calling
-//! only the events of `--hooks-enabled-events`. See docs/hooks.md.
+//! The hooks the flags ask for: file hooks (`--hooks-dir`), HTTP hooks
+//! (`--hooks-http`) or gRPC hooks (`--hooks-grpc`), the first of these
+//! given (tusd's order), calling only the events of
+//! `--hooks-enabled-events`. See docs/hooks.md.
 
 use std::sync::Arc;
 
@@ -33,10 +34,39 @@ pub fn from_config(cli: &Config) -> Result<Option<Arc<dyn Hooks>>, Error> {
         };
         tracing::info!(%endpoint, "HTTP hooks enabled");
         Arc::new(HttpHook::new(options).map_err(|e| Error::Config(format!("--hooks-http: {e}")))?)
+    } else if let Some(endpoint) = &cli.hooks_grpc {
+        tracing::info!(%endpoint, "gRPC hooks enabled");
+        grpc(cli, endpoint)?
     } else {
         return Ok(None);
     };
     let names: Vec<_> = enabled.iter().map(|t| t.name()).collect();
     tracing::info!(events = %names.join(","), "hook events enabled");
     Ok(Some(Arc::new(TusdHooks::new(backend, enabled))))
+}
+
+#[cfg(feature = "grpc-hooks")]
+fn grpc(cli: &Config, endpoint: &str) -> Result<Arc<dyn HookHandler>, Error> {
+    use tusd_hooks::grpc::{GrpcHook, GrpcHookOptions};
+    let options = GrpcHookOptions {
+        endpoint: endpoint.to_owned(),
+        retries: cli.hooks_grpc_retry,
+        backoff: cli.hooks_grpc_backoff,
+        forward_headers: cli
+            .hooks_grpc_forward_headers
+            .iter()
+            .filter(|h| !h.is_empty())
+            .cloned()
+            .collect(),
+    };
+    Ok(Arc::new(GrpcHook::new(options).map_err(|e| {
+        Error::Config(format!("--hooks-grpc: {e}"))
+    })?))
+}
+
+#[cfg(not(feature = "grpc-hooks"))]
+fn grpc(_: &Config, _: &str) -> Result<Arc<dyn HookHandler>, Error> {
+    Err(Error::Config(
+        "--hooks-grpc needs tusd-rs built with the grpc-hooks feature".into(),
+    ))
 }
