@@ -6,7 +6,9 @@
 #     nodejs and npm first if node or npm is missing;
 #   - tuspy (pinned in tests/clients/python/requirements.txt) with pip into a
 #     venv at <repo>/.venv (gitignored); Debian's python3-venv first if
-#     python3 cannot make a venv with pip.
+#     python3 cannot make a venv with pip;
+#   - grpcio and grpcio-tools (pinned in crates/tusd-rs/tests/hooks/requirements.txt)
+#     into the same venv, for the gRPC hook receiver of the hook tests.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,3 +67,9 @@ fi
 echo "install-clients: pip install -r tests/clients/python/requirements.txt"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$py_reqs"
 echo "install-clients: tuspy $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tuspy"))')"
+
+# --- python: grpcio for the gRPC hook receiver (crates/tusd-rs/tests/hooks_grpc.rs)
+hooks_reqs="$root/crates/tusd-rs/tests/hooks/requirements.txt"
+echo "install-clients: pip install -r crates/tusd-rs/tests/hooks/requirements.txt"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$hooks_reqs"
+echo "install-clients: grpcio $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("grpcio"))')"

@@ -1,0 +1,229 @@
+//! gRPC hooks against a real tusd v2 hook server written in Python with
+//! grpcio (tests/hooks/grpc_receiver.py), its stubs generated from the
+//! project's proto (crates/tusd-hooks/proto/hook.proto). grpcio comes from
+//! scripts/install-clients.sh (into <repo>/.venv).
+#![cfg(feature = "grpc-hooks")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use common::*;
+use reqwest::Method;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tusd_testsupport::InProcessServer;
+
+struct Receiver {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let python = manifest.join("../../.venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run scripts/install-clients.sh (grpcio for the gRPC hook receiver)",
+            python.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("hooks.log");
+        let mut child = Command::new(python)
+            .arg(manifest.join("tests/hooks/grpc_receiver.py"))
+            .arg(manifest.join("../tusd-hooks/proto"))
+            .arg(dir.path())
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running the gRPC hook receiver");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("receiver did not start (is grpcio installed?): {line:?}"));
+        Receiver {
+            child,
+            port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn calls_of(&self, kind: &str, id: &str) -> Vec<Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c["type"] == kind && c["event"]["upload"]["id"] == id)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn server_for(receiver: &Receiver, extra: &[&str]) -> InProcessServer {
+    let endpoint = format!("127.0.0.1:{}", receiver.port);
+    let mut args = vec![
+        "--hooks-grpc",
+        endpoint.as_str(),
+        "--hooks-enabled-events",
+        "",
+        "--progress-hooks-interval",
+        "100ms",
+    ];
+    args.extend_from_slice(extra);
+    InProcessServer::with_args(&args).await
+}
+
+async fn post(server: &InProcessServer, length: u64, meta: &[(&str, &str)]) -> reqwest::Response {
+    let value = meta
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k} {}",
+                base64::engine::general_purpose::STANDARD.encode(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    tus(Method::POST, &server.files_url())
+        .header("Upload-Length", length.to_string())
+        .header("Upload-Metadata", value)
+        .header("Authorization", "Bearer t0ken")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_pre_create_rejects_and_changes_metadata() {
+    let receiver = Receiver::start();
+    let server = server_for(
+        &receiver,
+        &["--hooks-grpc-forward-headers", "Authorization"],
+    )
+    .await;
+    let r = post(&server, 3, &[("reject", "1")]).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-grpc"], "yes");
+    assert_eq!(r.text().await.unwrap(), "no via grpc");
+    let calls = receiver.calls();
+    let event = &calls[0]["event"];
+    assert_eq!(calls[0]["type"], "pre-create");
+    assert_eq!(event["upload"]["size"], "3"); // int64 in proto JSON
+    assert_eq!(event["httpRequest"]["method"], "POST");
+    assert_eq!(event["httpRequest"]["uri"], "/files/");
+    assert_eq!(event["httpRequest"]["header"]["Upload-Length"], "3");
+    assert_eq!(calls[0]["_metadata"]["authorization"], "Bearer t0ken");
+
+    let r = post(&server, 3, &[("rename", "via-grpc.txt")]).await;
+    assert_eq!(r.status(), 201);
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let stored = head(&url).await.headers()["upload-metadata"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stored,
+        format!(
+            "filename {}",
+            base64::engine::general_purpose::STANDARD.encode("via-grpc.txt")
+        )
+    );
+}
+
+#[tokio::test]
+async fn grpc_post_receive_stops_and_pre_finish_answers_and_post_finish_once() {
+    let receiver = Receiver::start();
+    let server = server_for(&receiver, &[]).await;
+
+    let r = post(&server, 1000, &[("stop", "1")]).await;
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let (mut writer, response) = start_patch(&url, 0);
+    writer.write_all(&[7u8; 50]).await.unwrap();
+    writer.flush().await.unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("the gRPC hook stops the PATCH")
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.text().await.unwrap(), "stopped via grpc");
+    drop(writer);
+    assert_eq!(head(&url).await.status(), 404);
+
+    let r = post(&server, 2, &[("refuse_finish", "1")]).await;
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let last = patch(&url, 0, &b"ab"[..]).await;
+    assert_eq!(last.status(), 422);
+    assert_eq!(last.text().await.unwrap(), "grpc says no");
+
+    let r = post(&server, 2, &[]).await;
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(patch(&url, 0, &b"ab"[..]).await.status(), 204);
+    let id = id_of(&url).to_owned();
+    eventually("post-finish", 200, || {
+        let found = !receiver.calls_of("post-finish", &id).is_empty();
+        async move { found }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let finished = receiver.calls_of("post-finish", &id);
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["event"]["upload"]["offset"], "2");
+    assert_eq!(
+        finished[0]["event"]["upload"]["storage"]["Type"],
+        "filestore"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_grpc_server_fails_blocking_hooks_with_500() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("127.0.0.1:{port}");
+    let server = InProcessServer::with_args(&[
+        "--hooks-grpc",
+        &endpoint,
+        "--hooks-grpc-retry",
+        "1",
+        "--hooks-grpc-backoff",
+        "10ms",
+    ])
+    .await;
+    let r = tus(Method::POST, &server.files_url())
+        .header("Upload-Length", "3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .starts_with("ERR_INTERNAL_SERVER_ERROR: gRPC hook call failed"));
+}
