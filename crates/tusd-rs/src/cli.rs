@@ -189,6 +189,33 @@ pub struct Config {
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
+    /// S3 bucket to store uploads in; setting this switches from the upload
+    /// directory to the S3 store (tusd's s3store layout). Credentials and
+    /// region come from the standard AWS environment variables and files.
+    #[arg(long, env = "TUSD_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Prefix of every object key in the bucket (a `/` is added).
+    #[arg(long, env = "TUSD_S3_OBJECT_PREFIX", default_value = "")]
+    pub s3_object_prefix: String,
+    /// Endpoint of an S3-compatible server (e.g. http://127.0.0.1:3900),
+    /// addressed path-style; AWS when not set.
+    #[arg(long, env = "TUSD_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Size of the parts uploads are cut into, in bytes (at least 5 MiB;
+    /// larger for uploads that would need more than 10,000 parts).
+    #[arg(long, env = "TUSD_S3_PART_SIZE", default_value_t = 50 * 1024 * 1024)]
+    pub s3_part_size: u64,
+    /// Parts of one upload that may wait on local disk while earlier ones
+    /// are sent to S3.
+    #[arg(long, env = "TUSD_S3_MAX_BUFFERED_PARTS", default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub s3_max_buffered_parts: usize,
+    /// Part uploads to S3 in flight at once, for the whole server.
+    #[arg(long, env = "TUSD_S3_CONCURRENT_PART_UPLOADS", default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub s3_concurrent_part_uploads: usize,
+    /// Send parts without content checksums: less CPU, no integrity check
+    /// by S3.
+    #[arg(long, env = "TUSD_S3_DISABLE_CONTENT_HASHES")]
+    pub s3_disable_content_hashes: bool,
     /// etcd endpoints, comma-separated; setting this switches to the etcd locker
     /// (an error in a build without the `etcd` feature).
     #[arg(long, env = "TUSD_ETCD_ENDPOINTS", value_delimiter = ',')]

@@ -11,6 +11,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The S3 store cannot use its bucket (endpoint unreachable,
+    /// credentials refused, no such bucket), or S3 was asked for in a build
+    /// without the `s3` feature.
+    #[error("{0}")]
+    Store(String),
     /// The locker cannot be set up: etcd unreachable, unreadable TLS files,
     /// or etcd asked for in a build without the `etcd` feature.
     #[error("{0}")]

@@ -25,6 +25,8 @@
 //!   environment variables.
 //! - `server`: [`run`]'s body: store, locker, handler, metrics and CORS put
 //!   together; the shutdown sequence.
+//! - `store`: the file store on the upload directory, or the S3 store (with
+//!   the `s3` feature) when a bucket is given.
 //! - `hooks`: the hooks the flags ask for (tusd-hooks: HTTP or file).
 //! - `locker`: the memory locker, or the etcd locker (with the `etcd`
 //!   feature) when etcd endpoints are given.
@@ -35,6 +37,8 @@
 //! # Features
 //! - `etcd` (on by default): the etcd locker. Without it the crate needs
 //!   neither protoc nor etcd-client, and `--etcd-endpoints` is an error.
+//! - `s3` (on by default): the S3 store. Without it the crate compiles no
+//!   AWS SDK, and `--s3-bucket` is an error.
 
 mod cli;
 mod connections;
@@ -42,6 +46,7 @@ mod error;
 mod hooks;
 mod locker;
 mod server;
+mod store;
 
 use std::future::Future;
 
@@ -57,7 +62,8 @@ pub struct ReadmeDoctests;
 /// Serves tus uploads on `listener` with `config` until `shutdown`
 /// completes, then shuts down gracefully and returns.
 ///
-/// Before serving, it opens the upload directory, sets up the locker
+/// Before serving, it opens the store (the upload directory, or the S3
+/// bucket with `--s3-bucket`, checked), sets up the locker
 /// (connecting to etcd if endpoints are given) and builds the handler; a
 /// failure there is returned at once and nothing is served. The listener
 /// is already bound, so clients that connect meanwhile wait in its backlog

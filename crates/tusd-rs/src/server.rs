@@ -23,7 +23,6 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
-use tusd_filestore::FileStore;
 use tusd_handler::cors::{CorsConfig, CorsError};
 use tusd_handler::{BuildError, StoreComposer, TusHandler};
 
@@ -31,6 +30,7 @@ use crate::cli::Config;
 use crate::connections::{self, Settings, Timeouts};
 use crate::error::Error;
 use crate::locker;
+use crate::store;
 
 /// How long bodies cut short at the shutdown deadline get to answer.
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -43,19 +43,15 @@ pub async fn run(
     let config = handler_config(&cli);
     let settings = connection_settings(&cli);
     let mut composer = StoreComposer::new();
-    FileStore::new(&cli.upload_dir)
-        .map_err(|source| Error::UploadDir {
-            path: cli.upload_dir.clone(),
-            source,
-        })?
-        .use_in(&mut composer);
+    let store = store::install(&cli, &mut composer).await?;
     let locker = locker::install(&cli, &mut composer).await?;
 
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
     }
-    let built = match crate::hooks::from_config(&cli)? {
-        Some(hooks) => TusHandler::with_hooks(&composer, config, hooks),
+    let hooks = crate::hooks::from_config(&cli)?;
+    let built = match &hooks {
+        Some(hooks) => TusHandler::with_hooks(&composer, config, hooks.clone()),
         None => TusHandler::new(&composer, config),
     };
     let handler = built.map_err(|e| match e {
@@ -70,14 +66,14 @@ pub async fn run(
             &cli.metrics_path,
             &handler,
             &connection_metrics,
+            hooks.as_ref().map(|h| h.metrics()),
         ));
     }
 
     let addr = listener.local_addr().map_err(Error::Listener)?;
     tracing::info!(
-        "listening on http://{addr}{} (upload dir {})",
+        "listening on http://{addr}{} ({store})",
         handler.config().base_path,
-        cli.upload_dir.display()
     );
     // If this future is dropped before its end (an embedder aborting it),
     // what it started ends with it: the tasks below are aborted, the accept
@@ -239,10 +235,18 @@ fn connection_settings(cli: &Config) -> Settings {
     settings
 }
 
-fn metrics_route(path: &str, handler: &TusHandler, connections: &connections::Metrics) -> Router {
+fn metrics_route(
+    path: &str,
+    handler: &TusHandler,
+    connections: &connections::Metrics,
+    hooks: Option<&tusd_hooks::HookMetrics>,
+) -> Router {
     let mut registry = Registry::default();
     handler.metrics().register(&mut registry);
     connections.register(&mut registry);
+    if let Some(hooks) = hooks {
+        hooks.register(&mut registry);
+    }
     let registry = Arc::new(registry);
     Router::new().route(
         path,

@@ -47,3 +47,11 @@ async fn without_the_etcd_feature_etcd_endpoints_are_a_clear_error() {
     let error = server.shutdown().await.unwrap_err().to_string();
     assert!(error.contains("without the etcd locker"), "{error}");
 }
+
+#[cfg(not(feature = "s3"))]
+#[tokio::test]
+async fn without_the_s3_feature_an_s3_bucket_is_a_clear_error() {
+    let server = InProcessServer::with_args(&["--s3-bucket", "uploads"]).await;
+    let error = server.shutdown().await.unwrap_err().to_string();
+    assert!(error.contains("without the S3 store"), "{error}");
+}
