@@ -31,6 +31,10 @@ impl FileHook {
 
 #[async_trait]
 impl HookHandler for FileHook {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     async fn invoke(&self, request: &HookRequest) -> Result<HookResponse, HookError> {
         let path = self.directory.join(request.kind.name());
         let upload = &request.event.upload;

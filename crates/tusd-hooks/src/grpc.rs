@@ -142,6 +142,10 @@ fn response(res: proto::HookResponse) -> HookResponse {
 
 #[async_trait]
 impl HookHandler for GrpcHook {
+    fn kind(&self) -> &'static str {
+        "grpc"
+    }
+
     async fn invoke(&self, request: &HookRequest) -> Result<HookResponse, HookError> {
         let mut retries_left = self.options.retries;
         loop {

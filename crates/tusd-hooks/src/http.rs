@@ -151,6 +151,10 @@ impl HttpHook {
 
 #[async_trait]
 impl HookHandler for HttpHook {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
     async fn invoke(&self, request: &HookRequest) -> Result<HookResponse, HookError> {
         let body = serde_json::to_vec(request)
             .map_err(|e| HookError(format!("encoding the hook request: {e}")))?;

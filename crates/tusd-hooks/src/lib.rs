@@ -32,6 +32,7 @@ pub mod file;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod wire;
 
 use std::collections::BTreeSet;
@@ -47,6 +48,7 @@ use tusd_handler::{
 
 pub use crate::file::FileHook;
 pub use crate::http::HttpHook;
+pub use crate::metrics::HookMetrics;
 use crate::wire::{HookRequest, HookResponse, HttpResponse};
 
 /// A hook event, named as tusd names it (and its file hooks).
@@ -125,17 +127,32 @@ pub struct HookError(pub String);
 #[async_trait]
 pub trait HookHandler: Send + Sync + 'static {
     async fn invoke(&self, request: &HookRequest) -> Result<HookResponse, HookError>;
+
+    /// The backend's name in metrics (`kind` label).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// The handler's `Hooks`, calling one backend for each enabled event.
 pub struct TusdHooks {
     backend: Arc<dyn HookHandler>,
     enabled: BTreeSet<HookType>,
+    metrics: HookMetrics,
 }
 
 impl TusdHooks {
     pub fn new(backend: Arc<dyn HookHandler>, enabled: BTreeSet<HookType>) -> TusdHooks {
-        TusdHooks { backend, enabled }
+        TusdHooks {
+            backend,
+            enabled,
+            metrics: HookMetrics::default(),
+        }
+    }
+
+    /// The calls', failures' and latencies' metrics, to register.
+    pub fn metrics(&self) -> &HookMetrics {
+        &self.metrics
     }
 
     /// Calls the hook if enabled: `Ok(None)` when it is not.
@@ -149,16 +166,20 @@ impl TusdHooks {
             return Ok(None);
         }
         let req = HookRequest::new(kind, upload, request);
-        invoke_logged(&*self.backend, &req).await.map(Some)
+        invoke_logged(&*self.backend, &self.metrics, &req)
+            .await
+            .map(Some)
     }
 }
 
 async fn invoke_logged(
     backend: &dyn HookHandler,
+    metrics: &HookMetrics,
     req: &HookRequest,
 ) -> Result<HookResponse, HookError> {
     let started = std::time::Instant::now();
     let result = backend.invoke(req).await;
+    metrics.observe(req.kind, backend.kind(), started.elapsed(), result.is_ok());
     match &result {
         Ok(_) => {
             tracing::debug!(hook = %req.kind, id = %req.event.upload.id, elapsed_ms = started.elapsed().as_millis() as u64, "hook finished")
@@ -342,9 +363,10 @@ impl Hooks for TusdHooks {
         }
         let req = HookRequest::new(kind, event.upload.clone(), event.request.as_deref());
         let backend = self.backend.clone();
+        let metrics = self.metrics.clone();
         let stop = event.stop.clone();
         tokio::spawn(async move {
-            let Ok(res) = invoke_logged(&*backend, &req).await else {
+            let Ok(res) = invoke_logged(&*backend, &metrics, &req).await else {
                 return;
             };
             if let (true, Some(stop)) = (res.stop_upload, stop) {

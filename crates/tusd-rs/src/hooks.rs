@@ -5,15 +5,15 @@
 
 use std::sync::Arc;
 
-use tusd_handler::Hooks;
 use tusd_hooks::http::HttpHookOptions;
 use tusd_hooks::{FileHook, HookHandler, HookType, HttpHook, TusdHooks};
 
 use crate::cli::Config;
 use crate::error::Error;
 
-/// The hooks to build the handler with, or `None` without hook flags.
-pub fn from_config(cli: &Config) -> Result<Option<Arc<dyn Hooks>>, Error> {
+/// The hooks to build the handler with (and whose metrics to serve), or
+/// `None` without hook flags.
+pub fn from_config(cli: &Config) -> Result<Option<Arc<TusdHooks>>, Error> {
     let enabled = HookType::parse_list(&cli.hooks_enabled_events).map_err(Error::Config)?;
     let backend: Arc<dyn HookHandler> = if let Some(dir) = &cli.hooks_dir {
         tracing::info!(dir = %dir.display(), "file hooks enabled");

@@ -49,8 +49,9 @@ pub async fn run(
     if cli.fault_ignore_lock_signals {
         tracing::warn!("FAULT INJECTION: request bodies ignore lock loss and release requests; only the store's fence protects uploads");
     }
-    let built = match crate::hooks::from_config(&cli)? {
-        Some(hooks) => TusHandler::with_hooks(&composer, config, hooks),
+    let hooks = crate::hooks::from_config(&cli)?;
+    let built = match &hooks {
+        Some(hooks) => TusHandler::with_hooks(&composer, config, hooks.clone()),
         None => TusHandler::new(&composer, config),
     };
     let handler = built.map_err(|e| match e {
@@ -65,6 +66,7 @@ pub async fn run(
             &cli.metrics_path,
             &handler,
             &connection_metrics,
+            hooks.as_ref().map(|h| h.metrics()),
         ));
     }
 
@@ -233,10 +235,18 @@ fn connection_settings(cli: &Config) -> Settings {
     settings
 }
 
-fn metrics_route(path: &str, handler: &TusHandler, connections: &connections::Metrics) -> Router {
+fn metrics_route(
+    path: &str,
+    handler: &TusHandler,
+    connections: &connections::Metrics,
+    hooks: Option<&tusd_hooks::HookMetrics>,
+) -> Router {
     let mut registry = Registry::default();
     handler.metrics().register(&mut registry);
     connections.register(&mut registry);
+    if let Some(hooks) = hooks {
+        hooks.register(&mut registry);
+    }
     let registry = Arc::new(registry);
     Router::new().route(
         path,

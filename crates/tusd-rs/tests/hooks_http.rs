@@ -346,6 +346,22 @@ async fn a_failing_receiver_is_retried() {
         ),
         "{body}"
     );
+    // One call per creation, retries included; the second one failed.
+    let text = metrics(&server).await;
+    let labels = r#"{hooktype="pre-create",kind="http"}"#;
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_invocations_total{labels}")),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_errors_total{labels}")),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_duration_seconds_count{labels}")),
+        2.0
+    );
 }
 
 #[tokio::test]
