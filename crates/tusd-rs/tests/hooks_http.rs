@@ -3,78 +3,18 @@
 //! library only), started as a process on loopback.
 
 mod common;
+#[path = "hooks/http_receiver.rs"]
+mod http_receiver;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use common::*;
+use http_receiver::Receiver;
 use reqwest::Method;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tusd_testsupport::InProcessServer;
-
-/// The Python receiver, killed on drop; its log is one JSON line per call.
-struct Receiver {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("hooks.log");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hooks/receiver.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs the hook receiver");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("receiver prints its port");
-        Receiver {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks", self.port)
-    }
-
-    /// Every hook request received so far.
-    fn calls(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn calls_of(&self, kind: &str, id: &str) -> Vec<Value> {
-        self.calls()
-            .into_iter()
-            .filter(|c| c["Type"] == kind && c["Event"]["Upload"]["ID"] == id)
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn server_for(receiver: &Receiver, extra: &[&str]) -> InProcessServer {
     let url = receiver.url();
