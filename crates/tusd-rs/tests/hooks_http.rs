@@ -6,6 +6,7 @@ mod common;
 #[path = "hooks/http_receiver.rs"]
 mod http_receiver;
 
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
@@ -363,4 +364,38 @@ async fn forwarded_headers_reach_the_receiver() {
         calls[0]["Event"]["HTTPRequest"]["Header"]["X-Auth-Token"][0],
         "secret-123"
     );
+}
+
+#[tokio::test]
+async fn tus_js_client_sees_a_pre_create_rejection_as_an_error_with_the_hooks_body() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/clients/js");
+    assert!(
+        js.join("node_modules/tus-js-client/package.json").is_file(),
+        "tus-js-client is not installed: run scripts/install-clients.sh"
+    );
+    let receiver = Receiver::start();
+    let server = server_for(&receiver, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("reject-me.bin");
+    std::fs::write(&file, b"some bytes").unwrap();
+    let output = tokio::process::Command::new("node")
+        .current_dir(&js)
+        .arg(js.join("upload.mjs"))
+        .arg(server.files_url())
+        .arg(&file)
+        .arg("plain")
+        .output()
+        .await
+        .expect("running node");
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let error: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "error")
+        .unwrap_or_else(|| panic!("no error event: {stdout}"));
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("response code: 403"), "{message}");
+    assert!(message.contains(r#"{"message":"over quota"}"#), "{message}");
+    assert!(files_in(server.upload_dir()).is_empty());
 }

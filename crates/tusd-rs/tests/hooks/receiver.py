@@ -6,7 +6,8 @@ Prints the port it listens on (127.0.0.1) as its first stdout line, then
 appends every hook request it receives to LOG_FILE as one JSON line, and
 answers as tusd's documentation describes, steered by the upload's metadata:
 
-  pre-create   reject=1       RejectUpload with StatusCode 403, header
+  pre-create   reject=1 (or a filename reject-*)
+                              RejectUpload with StatusCode 403, header
                               X-Reason: quota and a JSON body
                chosen_id=ID   ChangeFileInfo.ID = ID
                rename=NAME    ChangeFileInfo.MetaData = {filename: NAME, checked: yes}
@@ -37,7 +38,7 @@ def answer(hook):
             if failures[key] <= int(meta["fail"]):
                 return 500, {"error": "receiver failing on purpose"}
     if kind == "pre-create":
-        if "reject" in meta:
+        if "reject" in meta or meta.get("filename", "").startswith("reject-"):
             return 200, {
                 "RejectUpload": True,
                 "HTTPResponse": {
