@@ -71,7 +71,7 @@ impl DataStore for FileStore {
     async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         let dir = self.dir.clone();
         blocking::run(move || {
-            let (id, paths) = create_data_file(&dir)?;
+            let (id, paths) = create_data_file(&dir, upload.id.as_ref())?;
             let info = UploadInfo {
                 id: id.to_string(),
                 size: upload.size.unwrap_or(0),
@@ -268,7 +268,22 @@ impl Lister for FileStore {
 /// Creates an empty data file under a fresh id. An existing file is never
 /// reused: a collision of 128 random bits means a broken random source, and
 /// trying again is cheaper than reasoning about it.
-fn create_data_file(dir: &Path) -> Result<(UploadId, UploadPaths), StoreError> {
+/// Creates the empty data file of a new upload: under `chosen` (a pre-create
+/// hook's id) if given, which must be new, else under a fresh random id.
+fn create_data_file(
+    dir: &Path,
+    chosen: Option<&UploadId>,
+) -> Result<(UploadId, UploadPaths), StoreError> {
+    if let Some(id) = chosen {
+        let paths = UploadPaths::new(dir, id).map_err(|_| {
+            StoreError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the file store cannot name an upload {id:?}: its ids are letters, digits, - and _"),
+            ))
+        })?;
+        info_file::create_new(&paths.data)?;
+        return Ok((id.clone(), paths));
+    }
     let mut attempts = 0;
     loop {
         let id = new_upload_id();

@@ -497,3 +497,37 @@ async fn a_new_issuer_takes_over_and_the_old_one_stays_out() {
     ));
     assert_eq!(read_all(&store, &upload, 0, 9).await, b"abcdefghi");
 }
+
+/// A pre-create hook may choose the id (tusd's ChangeFileInfo.ID): the store
+/// uses it, refuses it when taken (keeping the existing upload as it was),
+/// and refuses one its file names cannot carry.
+#[tokio::test]
+async fn a_chosen_id_is_used_once_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::new(dir.path()).unwrap();
+    let chosen = NewUpload {
+        id: Some(id("my-chosen_id")),
+        ..sized(4)
+    };
+    let created = store.create_upload(chosen.clone()).await.unwrap();
+    assert_eq!(created.id, "my-chosen_id");
+    store
+        .write_chunk(&id("my-chosen_id"), 0, None, body(&[b"ab"]))
+        .await
+        .unwrap();
+
+    let again = store.create_upload(chosen).await;
+    assert!(
+        matches!(again, Err(StoreError::Io(ref e)) if e.kind() == std::io::ErrorKind::AlreadyExists),
+        "{again:?}"
+    );
+    let kept = store.get_info(&id("my-chosen_id")).await.unwrap();
+    assert_eq!((kept.offset, kept.size), (2, 4));
+
+    let foreign = NewUpload {
+        id: Some(id("a+b")),
+        ..sized(4)
+    };
+    assert!(store.create_upload(foreign).await.is_err());
+    assert!(!dir.path().join("a+b").exists());
+}

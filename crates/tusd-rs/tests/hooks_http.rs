@@ -114,7 +114,6 @@ async fn changed_metadata_is_stored() {
 }
 
 #[tokio::test]
-#[ignore = "the file store does not honour NewUpload::id yet (crates/tusd-filestore is not ours to change)"]
 async fn changed_id_appears_in_location() {
     let receiver = Receiver::start();
     let server = server_for(&receiver, &[]).await;
