@@ -24,7 +24,7 @@ scripts/install-garage.sh
 source .tools/etcd.env
 
 echo "== all tests, etcd 3.5 ($ETCD35_BIN)"
-ETCD_BIN="$ETCD35_BIN" ETCDCTL_BIN="$ETCDCTL35_BIN" cargo test --workspace
+ETCD_BIN="$ETCD35_BIN" ETCDCTL_BIN="$ETCDCTL35_BIN" cargo test --workspace --no-fail-fast
 
 echo "== etcd locker tests, etcd 3.4 ($ETCD34_BIN)"
 ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p etcd3locker -p tusd-testsupport
