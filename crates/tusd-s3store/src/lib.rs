@@ -70,6 +70,10 @@ pub use options::{
 };
 pub use store::S3Store;
 
+/// The SDK the store is built on, for callers that talk to the bucket too
+/// (tests, benchmarks) with the same version.
+pub use aws_sdk_s3;
+
 /// What every operation needs; shared by the clones of one [`S3Store`].
 pub(crate) struct Inner {
     pub(crate) client: aws_sdk_s3::Client,
