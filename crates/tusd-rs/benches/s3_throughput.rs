@@ -4,7 +4,8 @@
 //!
 //! `cargo bench -p tusd-rs --bench s3_throughput` (release build of the
 //! real `tusd-rs` binary; `TUSD_BENCH_MIB` sets the size, default 1024;
-//! `TUSD_BENCH_ROUNDS` the rounds per mode, default 3). Needs Garage
+//! `TUSD_BENCH_ROUNDS` the rounds per mode, default 3; `TUSD_BENCH_ARGS`
+//! more server flags, e.g. `--s3-disable-content-hashes`). Needs Garage
 //! (scripts/install-garage.sh). Each round runs both modes, alternating
 //! which goes first; each prints MiB/s and the ratio of through-tusd-rs to
 //! direct. The client streams 256 KiB chunks of an in-memory payload; the
@@ -161,10 +162,10 @@ fn main() {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", garage.secret_access_key());
         std::env::set_var("AWS_REGION", garage.region());
         let endpoint = garage.endpoint();
-        let server = TusServer::start(
-            BIN,
-            &["--s3-bucket", garage.bucket(), "--s3-endpoint", &endpoint],
-        );
+        let extra = std::env::var("TUSD_BENCH_ARGS").unwrap_or_default();
+        let mut args = vec!["--s3-bucket", garage.bucket(), "--s3-endpoint", &endpoint];
+        args.extend(extra.split_whitespace());
+        let server = TusServer::start(BIN, &args);
         println!("{mib} MiB into Garage, {rounds} rounds (MiB/s)");
         for round in 0..rounds {
             let (d, t) = if round % 2 == 0 {
