@@ -8,7 +8,7 @@
 //!   `StopUpload`).
 //! - [`http`]: [`HttpHook`], a POST per event to one endpoint (tusd's
 //!   `--hooks-http`), retried with a fixed backoff, on one reused client.
-//! - [`file`]: [`FileHook`], an executable per event in a directory (tusd's
+//! - [`file`](mod@file): [`FileHook`], an executable per event in a directory (tusd's
 //!   `--hooks-dir`), the JSON on stdin, `TUS_*` variables, stdout parsed.
 //! - `grpc` (feature `grpc`): `GrpcHook`, tusd's `HookHandler.InvokeHook`
 //!   over gRPC (proto/hook.proto, tonic; `--hooks-grpc`).
