@@ -15,8 +15,11 @@
 //! - [`lock`]: the [`Locker`] interface, held [`Lock`]s, release requests,
 //!   loss, [`FencingToken`]s and [`LockError`].
 //! - [`composer`]: the [`StoreComposer`] that names the parts a handler uses.
+//! - [`fence_record`]: the fencing rule every store applies to tokens,
+//!   across issuers, and the record it keeps per upload.
 
 pub mod composer;
+pub mod fence_record;
 pub mod info;
 pub mod lock;
 pub mod store;

@@ -21,7 +21,8 @@
 //!
 //! # The record and the rule
 //!
-//! `{id}.fence` is JSON: `{"Issuer": "...", "Token": 42, "Retired": [...]}`.
+//! `{id}.fence` is JSON: `{"Issuer": "...", "Token": 42, "Retired": [...]}`,
+//! and the rule is `tusd_core::fence_record`'s, shared with every store.
 //! Tokens are comparable only within one issuer (one etcd cluster and
 //! prefix, or one memory locker's lifetime). A call with a token is admitted
 //! when:
@@ -49,70 +50,12 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use tusd_core::fence_record::{admit, FenceRecord as Record};
 use tusd_core::{FencingToken, StoreError};
-
-/// How many retired issuers a record remembers; the oldest goes first.
-const MAX_RETIRED: usize = 16;
 
 /// How long a change waits for another process's critical section (a writer
 /// paused while inside one) before giving up with [`StoreError::Fenced`].
 const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// What `{id}.fence` holds: the newest token that changed the upload.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub(crate) struct Record {
-    pub(crate) issuer: String,
-    pub(crate) token: i64,
-    #[serde(default)]
-    pub(crate) retired: Vec<String>,
-}
-
-/// Decides whether `token` may change an upload whose record is `record`.
-/// `Ok(Some(new))` when the record must become `new`, `Ok(None)` when it
-/// stays, `Err(reason)` when the caller is stale.
-pub(crate) fn admit(
-    record: Option<&Record>,
-    token: &FencingToken,
-) -> Result<Option<Record>, String> {
-    let Some(record) = record else {
-        return Ok(Some(Record {
-            issuer: token.issuer().to_owned(),
-            token: token.value(),
-            retired: Vec::new(),
-        }));
-    };
-    if record.issuer == token.issuer() {
-        return match token.value() {
-            value if value < record.token => Err(format!(
-                "token {token} is older than {}#{}, which has written since",
-                record.issuer, record.token
-            )),
-            value if value == record.token => Ok(None),
-            value => Ok(Some(Record {
-                token: value,
-                ..record.clone()
-            })),
-        };
-    }
-    if record.retired.iter().any(|r| r == token.issuer()) {
-        return Err(format!(
-            "token {token} comes from a locker that {}#{} has taken over from",
-            record.issuer, record.token
-        ));
-    }
-    let mut retired = record.retired.clone();
-    retired.push(record.issuer.clone());
-    if retired.len() > MAX_RETIRED {
-        retired.remove(0);
-    }
-    Ok(Some(Record {
-        issuer: token.issuer().to_owned(),
-        token: token.value(),
-        retired,
-    }))
-}
 
 /// An upload's fencing state for a run of changes by one caller: the path of
 /// its record and the caller's token. The record file is opened on the first
@@ -252,48 +195,6 @@ mod tests {
             token: value,
             retired: retired.iter().map(|r| r.to_string()).collect(),
         }
-    }
-
-    #[test]
-    fn the_first_token_is_recorded() {
-        assert_eq!(admit(None, &token("a", 5)), Ok(Some(record("a", 5, &[]))));
-    }
-
-    #[test]
-    fn within_one_issuer_newer_and_equal_pass_and_older_is_refused() {
-        let current = record("a", 5, &[]);
-        assert_eq!(admit(Some(&current), &token("a", 5)), Ok(None));
-        assert_eq!(
-            admit(Some(&current), &token("a", 9)),
-            Ok(Some(record("a", 9, &[])))
-        );
-        assert!(admit(Some(&current), &token("a", 4)).is_err());
-    }
-
-    #[test]
-    fn a_new_issuer_takes_over_and_the_old_one_is_refused_for_good() {
-        let first = record("a", 500, &[]);
-        // A restarted locker counts from 1 again: not locked out.
-        let taken = admit(Some(&first), &token("b", 1)).unwrap().unwrap();
-        assert_eq!(taken, record("b", 1, &["a"]));
-        // A holder still alive under the old issuer is now stale.
-        assert!(admit(Some(&taken), &token("a", 501)).is_err());
-        // A third issuer takes over again, and both old ones stay out.
-        let third = admit(Some(&taken), &token("c", 1)).unwrap().unwrap();
-        assert_eq!(third, record("c", 1, &["a", "b"]));
-        assert!(admit(Some(&third), &token("b", 2)).is_err());
-    }
-
-    #[test]
-    fn the_retired_list_is_bounded() {
-        let mut current = record("i0", 1, &[]);
-        for i in 1..=MAX_RETIRED + 3 {
-            current = admit(Some(&current), &token(&format!("i{i}"), 1))
-                .unwrap()
-                .unwrap();
-        }
-        assert_eq!(current.retired.len(), MAX_RETIRED);
-        assert_eq!(current.retired[0], "i3");
     }
 
     #[test]

@@ -21,27 +21,15 @@
 //! it does not close it. docs/s3.md says which servers honour the headers.
 
 use aws_sdk_s3::primitives::ByteStream;
-use serde::{Deserialize, Serialize};
+use tusd_core::fence_record::{admit as admit_token, FenceRecord as Record};
 use tusd_core::{FencingToken, StoreError};
 
 use crate::error::{io, is_missing, is_precondition_failed};
 use crate::keys::UploadKeys;
 use crate::Inner;
 
-/// How many retired issuers a record remembers, as in the file store.
-const MAX_RETIRED: usize = 16;
-
 /// How often a raise is retried when another one raced it.
 const ATTEMPTS: usize = 5;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Record {
-    issuer: String,
-    token: i64,
-    #[serde(default)]
-    retired: Vec<String>,
-}
 
 /// Admits `token` for a change to the upload, raising the record when the
 /// token is newer; `Fenced` when it is stale. No token: nothing checked.
@@ -55,7 +43,7 @@ pub(crate) async fn admit(
     };
     for _ in 0..ATTEMPTS {
         let (record, etag) = read(inner, keys).await?;
-        let Some(new) = decide(record.as_ref(), token).map_err(StoreError::Fenced)? else {
+        let Some(new) = admit_token(record.as_ref(), token).map_err(StoreError::Fenced)? else {
             return Ok(());
         };
         let json = serde_json::to_vec(&new).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -112,64 +100,5 @@ async fn read(
             tracing::warn!(key = %keys.fence, error = %e, "unreadable fencing record, treated as absent");
             Ok((None, etag))
         }
-    }
-}
-
-/// The file store's rule: `Ok(Some(new))` when the record must become
-/// `new`, `Ok(None)` when it stays, `Err(reason)` when the caller is stale.
-fn decide(record: Option<&Record>, token: &FencingToken) -> Result<Option<Record>, String> {
-    let Some(record) = record else {
-        return Ok(Some(Record {
-            issuer: token.issuer().to_owned(),
-            token: token.value(),
-            retired: Vec::new(),
-        }));
-    };
-    if record.issuer == token.issuer() {
-        return match token.value() {
-            value if value < record.token => Err(format!(
-                "token {token} is older than {}#{}, which has written since",
-                record.issuer, record.token
-            )),
-            value if value == record.token => Ok(None),
-            value => Ok(Some(Record {
-                token: value,
-                ..record.clone()
-            })),
-        };
-    }
-    if record.retired.iter().any(|r| r == token.issuer()) {
-        return Err(format!(
-            "token {token} comes from a locker that {}#{} has taken over from",
-            record.issuer, record.token
-        ));
-    }
-    let mut retired = record.retired.clone();
-    retired.push(record.issuer.clone());
-    if retired.len() > MAX_RETIRED {
-        retired.remove(0);
-    }
-    Ok(Some(Record {
-        issuer: token.issuer().to_owned(),
-        token: token.value(),
-        retired,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_file_stores_rule() {
-        let a = |v| FencingToken::new("a", v);
-        let b = FencingToken::new("b", 1);
-        let first = decide(None, &a(2)).unwrap().unwrap();
-        assert!(decide(Some(&first), &a(1)).is_err());
-        assert_eq!(decide(Some(&first), &a(2)).unwrap(), None);
-        assert_eq!(decide(Some(&first), &a(3)).unwrap().unwrap().token, 3);
-        let taken = decide(Some(&first), &b).unwrap().unwrap();
-        assert_eq!(taken.retired, ["a"]);
-        assert!(decide(Some(&taken), &a(9)).is_err());
     }
 }
