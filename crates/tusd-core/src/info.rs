@@ -67,3 +67,24 @@ pub struct NewUpload {
     pub is_final: bool,
     pub partial_uploads: Vec<UploadId>,
 }
+
+impl NewUpload {
+    /// The state of this upload once a store created it as `id`, with zero
+    /// bytes and the store's own `storage` fields (what tusd's stores record,
+    /// e.g. the file store's `Path`). `self.storage` holds only hints for the
+    /// store and is not recorded.
+    pub fn into_info(self, id: &UploadId, storage: BTreeMap<String, String>) -> UploadInfo {
+        UploadInfo {
+            id: id.to_string(),
+            size: self.size.unwrap_or(0),
+            size_is_deferred: self.size.is_none(),
+            offset: 0,
+            metadata: self.metadata,
+            is_partial: self.is_partial,
+            is_final: self.is_final,
+            partial_uploads: self.partial_uploads.iter().map(|p| p.to_string()).collect(),
+            storage,
+            modified: None,
+        }
+    }
+}

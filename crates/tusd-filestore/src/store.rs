@@ -72,22 +72,7 @@ impl DataStore for FileStore {
         let dir = self.dir.clone();
         blocking::run(move || {
             let (id, paths) = create_data_file(&dir, upload.id.as_ref())?;
-            let info = UploadInfo {
-                id: id.to_string(),
-                size: upload.size.unwrap_or(0),
-                size_is_deferred: upload.size.is_none(),
-                offset: 0,
-                metadata: upload.metadata,
-                is_partial: upload.is_partial,
-                is_final: upload.is_final,
-                partial_uploads: upload
-                    .partial_uploads
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect(),
-                storage: storage_fields(&paths),
-                modified: None,
-            };
+            let info = upload.into_info(&id, storage_fields(&paths));
             if let Err(e) = info_file::store(&paths, &info) {
                 let _ = fs::remove_file(&paths.data);
                 return Err(e);

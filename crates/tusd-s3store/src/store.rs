@@ -143,26 +143,14 @@ impl DataStore for S3Store {
             ))));
         };
         let keys = self.keys(&id)?;
-        let info = UploadInfo {
-            id: id.to_string(),
-            size: upload.size.unwrap_or(0),
-            size_is_deferred: upload.size.is_none(),
-            offset: 0,
-            metadata: upload.metadata,
-            is_partial: upload.is_partial,
-            is_final: upload.is_final,
-            partial_uploads: upload
-                .partial_uploads
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            storage: BTreeMap::from([
+        let info = upload.into_info(
+            &id,
+            BTreeMap::from([
                 ("Type".to_owned(), "s3store".to_owned()),
                 ("Bucket".to_owned(), inner.bucket.clone()),
                 ("Key".to_owned(), object.clone()),
             ]),
-            modified: None,
-        };
+        );
         if let Err(e) = write_info(inner, &keys, &info).await {
             let _ = abort(inner, &object, &multipart_id).await;
             return Err(e);
