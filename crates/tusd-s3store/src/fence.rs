@@ -24,7 +24,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use tusd_core::fence_record::{admit as admit_token, FenceRecord as Record};
 use tusd_core::{FencingToken, StoreError};
 
-use crate::error::{io, is_missing, is_precondition_failed};
+use crate::error::{io, is_precondition_failed};
 use crate::keys::UploadKeys;
 use crate::Inner;
 
@@ -75,25 +75,10 @@ async fn read(
     inner: &Inner,
     keys: &UploadKeys,
 ) -> Result<(Option<Record>, Option<String>), StoreError> {
-    let got = inner
-        .client
-        .get_object()
-        .bucket(&inner.bucket)
-        .key(&keys.fence)
-        .send()
-        .await;
-    let got = match got {
-        Ok(got) => got,
-        Err(e) if is_missing(&e) => return Ok((None, None)),
-        Err(e) => return Err(io("GetObject", &keys.fence, e)),
+    let Some(got) = crate::write::get_small(inner, &keys.fence).await? else {
+        return Ok((None, None));
     };
-    let etag = got.e_tag().map(str::to_owned);
-    let body = got
-        .body
-        .collect()
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-        .into_bytes();
+    let (body, etag) = (got.bytes, got.etag);
     match serde_json::from_slice(&body) {
         Ok(record) => Ok((Some(record), etag)),
         Err(e) => {

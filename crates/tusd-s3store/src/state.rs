@@ -99,27 +99,10 @@ async fn read_info(
     inner: &Inner,
     keys: &UploadKeys,
 ) -> Result<(UploadInfo, Option<SystemTime>), StoreError> {
-    let got = inner
-        .client
-        .get_object()
-        .bucket(&inner.bucket)
-        .key(&keys.info)
-        .send()
-        .await;
-    let got = match got {
-        Ok(got) => got,
-        Err(e) if is_missing(&e) => return Err(StoreError::NotFound),
-        Err(e) => return Err(io("GetObject", &keys.info, e)),
-    };
-    let modified = got
-        .last_modified()
-        .and_then(|t| SystemTime::try_from(*t).ok());
-    let body = got
-        .body
-        .collect()
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-        .into_bytes();
+    let got = crate::write::get_small(inner, &keys.info)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    let (body, modified) = (got.bytes, got.modified);
     let info: UploadInfo = serde_json::from_slice(&body)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", keys.info)))?;
     Ok((info, modified))

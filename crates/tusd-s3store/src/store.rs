@@ -15,7 +15,7 @@ use tusd_core::{
 
 use crate::client::{check_bucket, s3_client, ConnectError, S3ClientConfig};
 use crate::complete::abort;
-use crate::error::{io, is_missing};
+use crate::error::io;
 use crate::keys::{new_object_id, normalise_prefix, UploadKeys};
 use crate::options::S3StoreOptions;
 use crate::state::{load, write_info, Multipart};
@@ -297,24 +297,11 @@ impl Lister for S3Store {
 /// The id an `.info` object records, if it is one this store could use
 /// (its keys lead back to this `.info`).
 async fn recorded_id(inner: &Inner, key: &str) -> Result<Option<UploadId>, StoreError> {
-    let got = match inner
-        .client
-        .get_object()
-        .bucket(&inner.bucket)
-        .key(key)
-        .send()
-        .await
-    {
-        Ok(got) => got,
-        Err(e) if is_missing(&e) => return Ok(None), // terminated meanwhile
-        Err(e) => return Err(io("GetObject", key, e)),
+    // None: terminated meanwhile.
+    let Some(got) = crate::write::get_small(inner, key).await? else {
+        return Ok(None);
     };
-    let body = got
-        .body
-        .collect()
-        .await
-        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
-        .into_bytes();
+    let body = got.bytes;
     let Ok(info) = serde_json::from_slice::<UploadInfo>(&body) else {
         tracing::warn!(key, "unreadable .info object, not listed");
         return Ok(None);

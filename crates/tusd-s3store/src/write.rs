@@ -472,6 +472,44 @@ async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, Sto
         .map_err(|e| StoreError::Io(std::io::Error::other(e)))
 }
 
+/// A small object read whole (an `.info` or `.fence`).
+pub(crate) struct SmallObject {
+    pub(crate) bytes: Bytes,
+    pub(crate) etag: Option<String>,
+    pub(crate) modified: Option<std::time::SystemTime>,
+}
+
+/// Reads the object `key` whole; `None` when it does not exist.
+pub(crate) async fn get_small(inner: &Inner, key: &str) -> Result<Option<SmallObject>, StoreError> {
+    let got = match inner
+        .client
+        .get_object()
+        .bucket(&inner.bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(got) => got,
+        Err(e) if crate::error::is_missing(&e) => return Ok(None),
+        Err(e) => return Err(io("GetObject", key, e)),
+    };
+    let etag = got.e_tag().map(str::to_owned);
+    let modified = got
+        .last_modified()
+        .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+    let bytes = got
+        .body
+        .collect()
+        .await
+        .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        .into_bytes();
+    Ok(Some(SmallObject {
+        bytes,
+        etag,
+        modified,
+    }))
+}
+
 /// Copies the object `key` into `file`; returns its length.
 pub(crate) async fn download_into(
     inner: &Inner,
