@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{head, id_of, metric, metrics, offset, BIN};
+use common::{head, id_of, metric, metrics, offset, source_file, BIN};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tusd_testsupport::TusServer;
@@ -187,22 +187,6 @@ fn drive(mut command: Command, kill_when: Option<&dyn Fn(&Value) -> bool>) -> Ru
         stderr,
         killed,
     }
-}
-
-/// `len` pseudo-random bytes (xorshift64*, seeded), written to `dir/name`.
-fn source_file(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    data.truncate(len);
-    let path = dir.join(name);
-    std::fs::write(&path, &data).expect("writing the source file");
-    (path, data)
 }
 
 fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {

@@ -200,11 +200,7 @@ async fn grpc_post_receive_stops_and_pre_finish_answers_and_post_finish_once() {
 
 #[tokio::test]
 async fn an_unreachable_grpc_server_fails_blocking_hooks_with_500() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tusd_testsupport::ports::free_port();
     let endpoint = format!("127.0.0.1:{port}");
     let server = InProcessServer::with_args(&[
         "--hooks-grpc",

@@ -306,11 +306,7 @@ async fn a_failing_receiver_is_retried() {
 
 #[tokio::test]
 async fn an_unreachable_blocking_hook_answers_500() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = tusd_testsupport::ports::free_port();
     let url = format!("http://127.0.0.1:{port}/nobody");
     let server = InProcessServer::with_args(&[
         "--hooks-http",

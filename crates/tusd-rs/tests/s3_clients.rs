@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::BIN;
+use common::{source_file, BIN};
 use serde_json::Value;
 use tusd_s3store::{s3_client, S3ClientConfig};
 use tusd_testsupport::{GarageServer, TusServer};
@@ -108,21 +108,6 @@ fn success_url(succeeded: bool, events: &[Value]) -> String {
         "the client did not succeed: {events:#?}"
     );
     success[0]["url"].as_str().expect("url").to_owned()
-}
-
-fn source_file(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    data.truncate(len);
-    let path = dir.join(name);
-    std::fs::write(&path, &data).expect("writing the source file");
-    (path, data)
 }
 
 /// Garage, and a tusd-rs process storing into its bucket.

@@ -203,3 +203,19 @@ pub async fn metrics(server: &impl Server) -> String {
         .await
         .unwrap()
 }
+
+/// `len` pseudo-random bytes (xorshift64*, seeded), written to `dir/name`.
+pub fn source_file(dir: &Path, name: &str, len: usize, seed: u64) -> (std::path::PathBuf, Vec<u8>) {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        data.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    data.truncate(len);
+    let path = dir.join(name);
+    std::fs::write(&path, &data).expect("writing the source file");
+    (path, data)
+}
