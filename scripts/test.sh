@@ -6,7 +6,9 @@
 #   the tests run their own nginx processes, the service is not started), and
 #   Garage (S3, for the S3 store's tests; built once from crates.io, about 15
 #   minutes, and cached under ~/.cache/tusd-rs; the tests find it through
-#   .tools/garage.env).
+#   .tools/garage.env), and for the browser tests Debian's chromium and
+#   chromium-driver, Selenium (PyPI) and Uppy and tus-js-client (npm) for the
+#   pages in examples/browser/.
 # Then: every crate's tests with etcd 3.5, and the etcd locker's tests, the
 # cluster tests and the fault-injection suite (tests/chaos.rs) once more with
 # etcd 3.4. Exits non-zero if anything fails.
@@ -20,6 +22,7 @@ scripts/install-clients.sh
 scripts/install-etcd.sh
 scripts/install-nginx.sh
 scripts/install-garage.sh
+scripts/install-browser.sh
 # shellcheck source=/dev/null
 source .tools/etcd.env
 
