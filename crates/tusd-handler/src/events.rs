@@ -11,11 +11,13 @@
 //! is made: [`Hooks::pre_create`] may refuse an upload with a response of
 //! its own ([`Rejection`]) or change its id, metadata and storage hints;
 //! [`Hooks::pre_finish`] may refuse or change the answer to the request that
-//! stored the last byte; [`Hooks::pre_terminate`] may refuse a DELETE. A
-//! progress event that arrives while the body still flows carries an
-//! [`UploadStopper`], with which a hook stops the upload (tusd's
-//! `StopUpload`: the body ends, the upload is terminated, the client gets
-//! the hook's answer).
+//! stored the last byte; [`Hooks::pre_terminate`] may refuse a DELETE;
+//! [`Hooks::pre_access`] (beyond tusd, asked only when
+//! [`Hooks::checks_access`] says so) may refuse any HEAD, PATCH, GET or
+//! DELETE of an existing upload. A progress event that arrives while the
+//! body still flows carries an [`UploadStopper`], with which a hook stops
+//! the upload (tusd's `StopUpload`: the body ends, the upload is
+//! terminated, the client gets the hook's answer).
 //!
 //! Events fire once, on the node that did the work, from `state.rs`:
 //! progress every `Config::progress_interval` while bytes arrive (when the
@@ -206,6 +208,30 @@ pub trait Hooks: Send + Sync + 'static {
     async fn pre_terminate(&self, event: &UploadEvent) -> Result<ResponseChange, Rejection> {
         let _ = event;
         Ok(ResponseChange::default())
+    }
+
+    /// Whether [`Hooks::pre_access`] is to be asked. The handler reads the
+    /// upload's state for it only when this is true, so hooks that do not
+    /// authorise access cost no store read per request. Asked once per
+    /// request; it should be a constant.
+    fn checks_access(&self) -> bool {
+        false
+    }
+
+    /// Asked before a HEAD, PATCH, GET or DELETE of an existing upload is
+    /// served, before its lock is taken or its body read (beyond tusd:
+    /// authorisation of every request, not only of creation). `upload` is
+    /// the state as stored when the request arrived, read without the lock,
+    /// so a PATCH in flight may move its offset. `Err` answers the client
+    /// with the rejection and leaves the upload as it was. Not asked for an
+    /// id that names no upload (that is a 404), nor for OPTIONS and POST.
+    async fn pre_access(
+        &self,
+        request: &RequestInfo,
+        upload: &UploadInfo,
+    ) -> Result<(), Rejection> {
+        let _ = (request, upload);
+        Ok(())
     }
 
     /// Told after a change is stored. Called on the request's own task, so

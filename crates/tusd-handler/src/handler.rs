@@ -220,6 +220,12 @@ async fn route(
         };
     }
     let id = id.ok_or(HandlerError::NotFound)?;
+    if matches!(
+        *method,
+        Method::HEAD | Method::PATCH | Method::DELETE | Method::GET
+    ) {
+        inner.pre_access(&id, &origin).await?;
+    }
     match *method {
         Method::HEAD => core::head(inner, &id, req.headers(), &origin).await,
         Method::PATCH => core::patch(inner, &id, req, &origin).await,

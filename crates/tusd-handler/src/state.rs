@@ -11,7 +11,8 @@
 //!   the metrics and to the embedder's [`Hooks`];
 //! - every blocking decision is asked here, next to the change it guards:
 //!   pre-create before `create_upload`, pre-finish between `finish_upload`
-//!   and the finished event, pre-terminate before a DELETE's `terminate`.
+//!   and the finished event, pre-terminate before a DELETE's `terminate`,
+//!   pre-access before any other work on an existing upload.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,6 +184,26 @@ impl State {
     pub(crate) async fn list_uploads(&self) -> Result<Vec<UploadId>, HandlerError> {
         let lister = self.lister.as_ref().ok_or_else(|| missing("listing"))?;
         Ok(lister.list_uploads().await?)
+    }
+
+    /// The pre-access decision, when the hooks ask for it: reads the
+    /// upload's state (404 when there is none) and lets the hooks refuse the
+    /// request before anything else is done for it.
+    pub(crate) async fn pre_access(
+        &self,
+        id: &UploadId,
+        origin: &Origin,
+    ) -> Result<(), HandlerError> {
+        match (&self.hooks, origin) {
+            (Some(hooks), Some(request)) if hooks.checks_access() => {
+                let upload = self.info(id).await?;
+                hooks
+                    .pre_access(request, &upload)
+                    .await
+                    .map_err(|r| HandlerError::Rejected(Box::new(r)))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The pre-create decision: the hooks may refuse or adjust `upload`,

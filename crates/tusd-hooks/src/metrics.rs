@@ -1,7 +1,7 @@
 //! Hook metrics, under tusd's names where tusd has them:
 //! `tusd_hook_invocations_total` and `tusd_hook_errors_total` (label
 //! `hooktype`, as tusd's), plus `tusd_hook_duration_seconds`; each also
-//! labelled with the backend `kind` (`http`, `file`, `grpc`). Seven event
+//! labelled with the backend `kind` (`http`, `file`, `grpc`). Eight event
 //! names times one kind: the label set is bounded.
 
 use std::time::Duration;

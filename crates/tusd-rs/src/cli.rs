@@ -147,7 +147,8 @@ pub struct Config {
     pub progress_hooks_interval: Duration,
     /// Comma-separated hook events to call (pre-create, post-create,
     /// post-receive, pre-finish, post-finish, pre-terminate,
-    /// post-terminate); empty enables all of them.
+    /// post-terminate, and pre-access, beyond tusd); empty enables tusd's
+    /// seven (pre-access only when named).
     #[arg(long, env = "TUSD_HOOKS_ENABLED_EVENTS", default_value = tusd_hooks::HookType::DEFAULT)]
     pub hooks_enabled_events: String,
     /// Directory of file hooks: an executable per event, named as the event.

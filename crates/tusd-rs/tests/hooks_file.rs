@@ -117,3 +117,68 @@ async fn a_failing_pre_finish_script_answers_500_and_a_missing_script_is_no_hook
     // The bytes are stored; as in tusd, the upload is complete.
     assert_eq!(offset(&url).await, 2);
 }
+
+/// Beyond tusd: a `pre-access` script refuses HEAD and PATCH of an upload
+/// marked `private` unless the request carries its token.
+#[tokio::test]
+async fn a_shell_pre_access_hook_refuses_head_and_patch_without_the_token() {
+    let hooks = hooks_dir();
+    let server = server(hooks.path(), "pre-access").await;
+    let url = create_with(
+        &server,
+        &[("Upload-Length", "4"), ("Upload-Metadata", "private MQ==")],
+    )
+    .await;
+    let refused = head(&url).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let refused = patch(&url, 0, &b"ab"[..]).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.text().await.unwrap(), "shell asks who you are");
+    assert_eq!(data_len(&server, &url), 0);
+
+    let token = ("Authorization", "Bearer let-me-in");
+    let allowed = tus(Method::HEAD, &url)
+        .header(token.0, token.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    let allowed = patch_request(&url, 0, &b"ab"[..])
+        .header(token.0, token.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(data_len(&server, &url), 2);
+
+    // An upload not marked private is let through without a token.
+    let open = create(&server, 2).await;
+    assert_eq!(patch(&open, 0, &b"ab"[..]).await.status(), 204);
+
+    let log = std::fs::read_to_string(hooks.path().join("access.log")).unwrap();
+    let calls: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let methods: Vec<_> = calls
+        .iter()
+        .map(|c| c["Event"]["HTTPRequest"]["Method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["HEAD", "PATCH", "HEAD", "PATCH", "PATCH"]);
+    assert!(calls.iter().all(|c| c["Type"] == "pre-access"));
+    assert_eq!(calls[1]["Event"]["Upload"]["ID"], id_of(&url));
+    assert_eq!(calls[1]["Event"]["Upload"]["Offset"], 0);
+
+    let text = metrics(&server).await;
+    let labels = r#"{hooktype="pre-access",kind="file"}"#;
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_invocations_total{labels}")),
+        5.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_errors_total{labels}")),
+        0.0
+    );
+}

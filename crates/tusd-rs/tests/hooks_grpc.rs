@@ -223,3 +223,43 @@ async fn an_unreachable_grpc_server_fails_blocking_hooks_with_500() {
         .unwrap()
         .starts_with("ERR_INTERNAL_SERVER_ERROR: gRPC hook call failed"));
 }
+
+/// Beyond tusd: `pre-access` goes through tusd's own message (its `type`
+/// is "pre-access"); `rejectUpload` refuses the request.
+#[tokio::test]
+async fn grpc_pre_access_refuses_a_patch_without_the_token() {
+    let receiver = Receiver::start();
+    let endpoint = format!("127.0.0.1:{}", receiver.port);
+    let server = InProcessServer::with_args(&[
+        "--hooks-grpc",
+        &endpoint,
+        "--hooks-enabled-events",
+        "pre-access",
+    ])
+    .await;
+    let r = post(&server, 2, &[("private", "1")]).await;
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let refused = patch(&url, 0, &b"ab"[..]).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.text().await.unwrap(), "grpc asks who you are");
+    assert_eq!(data_len(&server, &url), 0);
+    let allowed = patch_request(&url, 0, &b"ab"[..])
+        .header("Authorization", "Bearer let-me-in")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 204);
+
+    let id = id_of(&url).to_owned();
+    let calls = receiver.calls_of("pre-access", &id);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["event"]["httpRequest"]["method"], "PATCH");
+    assert_eq!(calls[0]["event"]["upload"]["metaData"]["private"], "1");
+    let text = metrics(&server).await;
+    let labels = r#"{hooktype="pre-access",kind="grpc"}"#;
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_invocations_total{labels}")),
+        2.0,
+        "{text}"
+    );
+}

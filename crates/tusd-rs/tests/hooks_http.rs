@@ -394,3 +394,162 @@ async fn tus_js_client_sees_a_pre_create_rejection_as_an_error_with_the_hooks_bo
     assert!(message.contains(r#"{"message":"over quota"}"#), "{message}");
     assert!(files_in(server.upload_dir()).is_empty());
 }
+
+/// Beyond tusd: `pre-access` decides on every request to an existing upload.
+/// The receiver refuses uploads marked `private` unless the request carries
+/// its bearer token.
+#[tokio::test]
+async fn pre_access_refuses_head_and_patch_unless_the_receiver_allows() {
+    let receiver = Receiver::start();
+    let server = server_for(
+        &receiver,
+        &["--hooks-enabled-events", "pre-create,pre-access"],
+    )
+    .await;
+    let r = post(&server, 4, &[("private", "1")]).await;
+    assert_eq!(r.status(), 201);
+    let url = r.headers()["location"].to_str().unwrap().to_owned();
+    let id = id_of(&url).to_owned();
+    let authorized = |method: Method| tus(method, &url).header("Authorization", "Bearer let-me-in");
+
+    let refused = head(&url).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    let refused = patch(&url, 0, &b"ab"[..]).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    assert_eq!(refused.text().await.unwrap(), "who are you");
+    assert_eq!(data_len(&server, &url), 0, "a refused PATCH stores nothing");
+
+    let allowed = authorized(Method::HEAD).send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(allowed.headers()["upload-offset"], "0");
+    let allowed = authorized(Method::PATCH)
+        .header("Upload-Offset", "0")
+        .header("Content-Type", OCTETS)
+        .body(&b"ab"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(allowed.headers()["upload-offset"], "2");
+
+    // GET and DELETE are asked about too.
+    assert_eq!(get_bytes(&url).await.0, 401);
+    let got = authorized(Method::GET).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(&got.bytes().await.unwrap()[..], b"ab");
+    assert_eq!(
+        tus(Method::DELETE, &url).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        data_len(&server, &url),
+        2,
+        "a refused DELETE removes nothing"
+    );
+    assert_eq!(
+        authorized(Method::DELETE).send().await.unwrap().status(),
+        204
+    );
+
+    // Each request was one call, with the upload's state and the request.
+    let access = receiver.calls_of("pre-access", &id);
+    let methods: Vec<_> = access
+        .iter()
+        .map(|c| c["Event"]["HTTPRequest"]["Method"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        methods,
+        ["HEAD", "PATCH", "HEAD", "PATCH", "GET", "GET", "DELETE", "DELETE"]
+    );
+    let allowed_patch = &access[3]["Event"];
+    assert_eq!(allowed_patch["Upload"]["Offset"], 0);
+    assert_eq!(allowed_patch["Upload"]["Size"], 4);
+    assert_eq!(allowed_patch["Upload"]["MetaData"]["private"], "1");
+    assert_eq!(allowed_patch["HTTPRequest"]["URI"], format!("/files/{id}"));
+    assert_eq!(
+        allowed_patch["HTTPRequest"]["Header"]["Authorization"][0],
+        "Bearer let-me-in"
+    );
+    assert_eq!(
+        allowed_patch["HTTPRequest"]["Header"]["Upload-Offset"][0],
+        "0"
+    );
+    assert_eq!(access[6]["Event"]["Upload"]["Offset"], 2);
+
+    // No upload, no question: a 404, as without hooks.
+    let before = receiver.calls().len();
+    let missing = format!("{}no-such-upload", server.files_url());
+    assert_eq!(head(&missing).await.status(), 404);
+    assert_eq!(receiver.calls().len(), before);
+
+    let text = metrics(&server).await;
+    let labels = r#"{hooktype="pre-access",kind="http"}"#;
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_invocations_total{labels}")),
+        8.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_duration_seconds_count{labels}")),
+        8.0
+    );
+}
+
+/// tusd's receivers never see `pre-access` unless it is named: neither
+/// with the default events nor with an empty list (tusd's "all").
+#[tokio::test]
+async fn pre_access_is_off_unless_named() {
+    let receiver = Receiver::start();
+    for events in [None, Some("")] {
+        let server = match events {
+            None => server_for(&receiver, &[]).await,
+            Some(list) => server_for(&receiver, &["--hooks-enabled-events", list]).await,
+        };
+        let r = post(&server, 2, &[("private", "1")]).await;
+        let url = r.headers()["location"].to_str().unwrap().to_owned();
+        assert_eq!(head(&url).await.status(), 200);
+        assert_eq!(patch(&url, 0, &b"ab"[..]).await.status(), 204);
+        assert_eq!(get_bytes(&url).await, (200, b"ab".to_vec()));
+    }
+    let calls = receiver.calls();
+    assert!(calls.iter().any(|c| c["Type"] == "pre-create"));
+    assert!(
+        !calls.iter().any(|c| c["Type"] == "pre-access"),
+        "{calls:?}"
+    );
+}
+
+/// A blocking hook that fails: pre-access answers 500, as the others do,
+/// and the request is not served.
+#[tokio::test]
+async fn an_unreachable_pre_access_hook_answers_500() {
+    let port = tusd_testsupport::ports::free_port();
+    let hooks = format!("http://127.0.0.1:{port}/nobody");
+    let server = InProcessServer::with_args(&[
+        "--hooks-http",
+        &hooks,
+        "--hooks-http-retry",
+        "0",
+        "--hooks-enabled-events",
+        "pre-access",
+    ])
+    .await;
+    let url = create(&server, 2).await;
+    let r = patch(&url, 0, &b"ab"[..]).await;
+    assert_eq!(r.status(), 500);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .starts_with("ERR_INTERNAL_SERVER_ERROR: hook endpoint unreachable"));
+    assert_eq!(data_len(&server, &url), 0);
+    let text = metrics(&server).await;
+    let labels = r#"{hooktype="pre-access",kind="http"}"#;
+    assert_eq!(
+        metric(&text, &format!("tusd_hook_errors_total{labels}")),
+        1.0,
+        "{text}"
+    );
+}

@@ -10,6 +10,9 @@ one JSON line to LOG_FILE; answers, steered by the upload's metadata:
                chosen_id=ID  changeFileInfo.id = ID
   post-receive stop=1        stopUpload, body "stopped via grpc"
   pre-finish   refuse_finish=1  statusCode 422, body "grpc says no"
+  pre-access   private=1     unless the request's Authorization header is
+                             "Bearer let-me-in": rejectUpload, statusCode 401,
+                             body "grpc asks who you are"
 """
 import json
 import sys
@@ -57,6 +60,11 @@ class Hooks(hook_pb2_grpc.HookHandlerServicer):
         elif kind == "pre-finish" and "refuse_finish" in meta:
             res.httpResponse.statusCode = 422
             res.httpResponse.body = "grpc says no"
+        elif kind == "pre-access" and "private" in meta:
+            if request.event.httpRequest.header.get("Authorization") != "Bearer let-me-in":
+                res.rejectUpload = True
+                res.httpResponse.statusCode = 401
+                res.httpResponse.body = "grpc asks who you are"
         return res
 
 

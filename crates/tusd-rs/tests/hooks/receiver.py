@@ -17,6 +17,9 @@ answers as tusd's documentation describes, steered by the upload's metadata:
   pre-finish   refuse_finish=1  HTTPResponse StatusCode 422, body "not this file"
                finish_header=1  HTTPResponse Header X-Finished: yes
   pre-terminate keep=1        RejectTermination, StatusCode 409, body "keep it"
+  pre-access   private=1      unless the request carries Authorization:
+                              Bearer let-me-in: RejectUpload, StatusCode 401,
+                              header WWW-Authenticate: Bearer, body "who are you"
 """
 import json
 import sys
@@ -67,6 +70,17 @@ def answer(hook):
             "RejectTermination": True,
             "HTTPResponse": {"StatusCode": 409, "Body": "keep it"},
         }
+    if kind == "pre-access" and "private" in meta:
+        auth = hook["Event"]["HTTPRequest"]["Header"].get("Authorization") or [""]
+        if auth[0] != "Bearer let-me-in":
+            return 200, {
+                "RejectUpload": True,
+                "HTTPResponse": {
+                    "StatusCode": 401,
+                    "Body": "who are you",
+                    "Header": {"WWW-Authenticate": "Bearer"},
+                },
+            }
     return 200, {}
 
 
