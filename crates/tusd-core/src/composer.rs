@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use crate::{Concater, DataStore, LengthDeferrer, Lister, Locker, Terminater, Truncater};
+use crate::{
+    ChunkStager, Concater, DataStore, LengthDeferrer, Lister, Locker, Terminater, Truncater,
+};
 
 /// Holds the parts a handler is built from. Cheap to clone.
 #[derive(Clone, Default)]
@@ -20,6 +22,7 @@ pub struct StoreComposer {
     concater: Option<Arc<dyn Concater>>,
     length_deferrer: Option<Arc<dyn LengthDeferrer>>,
     truncater: Option<Arc<dyn Truncater>>,
+    chunk_stager: Option<Arc<dyn ChunkStager>>,
     lister: Option<Arc<dyn Lister>>,
     locker: Option<Arc<dyn Locker>>,
 }
@@ -61,6 +64,12 @@ impl StoreComposer {
         self.truncater = Some(store);
     }
 
+    /// Checksums by staging (see [`ChunkStager`]); when a composer has both
+    /// this and a truncater, the handler stages.
+    pub fn use_chunk_stager(&mut self, store: Arc<dyn ChunkStager>) {
+        self.chunk_stager = Some(store);
+    }
+
     pub fn use_lister(&mut self, store: Arc<dyn Lister>) {
         self.lister = Some(store);
     }
@@ -90,6 +99,10 @@ impl StoreComposer {
         self.truncater.as_ref()
     }
 
+    pub fn chunk_stager(&self) -> Option<&Arc<dyn ChunkStager>> {
+        self.chunk_stager.as_ref()
+    }
+
     pub fn lister(&self) -> Option<&Arc<dyn Lister>> {
         self.lister.as_ref()
     }
@@ -104,7 +117,7 @@ impl StoreComposer {
             termination: self.terminater.is_some(),
             concatenation: self.concater.is_some(),
             defer_length: self.length_deferrer.is_some(),
-            checksum: self.truncater.is_some(),
+            checksum: self.truncater.is_some() || self.chunk_stager.is_some(),
             listing: self.lister.is_some(),
         }
     }

@@ -10,8 +10,8 @@
 //! - [`info`]: [`UploadInfo`], the state of an upload in tusd's `.info`
 //!   shape, and [`NewUpload`], what creation asks for.
 //! - [`store`]: the [`DataStore`] minimum, the optional capabilities
-//!   ([`Terminater`], [`Concater`], [`LengthDeferrer`], [`Truncater`],
-//!   [`Lister`]) and [`StoreError`].
+//!   ([`Terminater`], [`Concater`], [`LengthDeferrer`], [`Truncater`] or
+//!   [`ChunkStager`] for checksums, [`Lister`]) and [`StoreError`].
 //! - [`lock`]: the [`Locker`] interface, held [`Lock`]s, release requests,
 //!   loss, [`FencingToken`]s and [`LockError`].
 //! - [`composer`]: the [`StoreComposer`] that names the parts a handler uses.
@@ -29,7 +29,7 @@ pub use composer::{Capabilities, StoreComposer};
 pub use info::{NewUpload, UploadInfo};
 pub use lock::{FencingToken, Lock, LockError, LockSignals, Locker, Release};
 pub use store::{
-    ChunkStream, Concater, DataStore, LengthDeferrer, Lister, StoreError, Terminater, Truncater,
-    UploadReader,
+    ChunkStager, ChunkStream, Concater, DataStore, LengthDeferrer, Lister, StagedChunk, StoreError,
+    Terminater, Truncater, UploadReader,
 };
 pub use upload_id::UploadId;

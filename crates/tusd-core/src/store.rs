@@ -18,6 +18,7 @@
 //! | [`Concater`] | concatenation | `ConcaterDataStore` |
 //! | [`LengthDeferrer`] | creation-defer-length | `LengthDeferrerDataStore` |
 //! | [`Truncater`] | checksum (a mismatching chunk is cut off again) | none |
+//! | [`ChunkStager`] | checksum (a chunk is kept aside until verified) | none |
 //! | [`Lister`] | expiration (with [`Terminater`]: the sweep) | none |
 //!
 //! The handler advertises in `Tus-Extension` only what the composed store
@@ -171,6 +172,48 @@ pub trait Truncater: Send + Sync + 'static {
         offset: u64,
         fence: Option<&FencingToken>,
     ) -> Result<(), StoreError>;
+}
+
+/// Keeps a chunk aside until its checksum is verified: the checksum
+/// extension for a store that cannot take stored bytes back (an object
+/// store cannot shorten a part it has uploaded), where [`Truncater`] is not
+/// possible. The handler stages a body that carries a checksum, compares
+/// the digest, then commits the chunk or drops it; a dropped chunk never
+/// touched the upload, so a mismatch leaves no trace even if the server
+/// dies in between.
+#[async_trait]
+pub trait ChunkStager: Send + Sync + 'static {
+    /// Receives the whole stream into a staging area of the store's own
+    /// (bounded memory, as [`DataStore::write_chunk`]) without changing the
+    /// upload. [`StoreError::OffsetMoved`] when the upload does not hold
+    /// `offset` bytes. When the stream ends in an error nothing is staged
+    /// and the error is returned: a body that did not arrive whole cannot
+    /// be verified.
+    async fn stage_chunk(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        chunk: ChunkStream,
+    ) -> Result<Box<dyn StagedChunk>, StoreError>;
+}
+
+/// A chunk received but not yet part of its upload. Dropping it discards
+/// it (its staging area is freed); nothing else is needed.
+#[async_trait]
+pub trait StagedChunk: Send {
+    /// How many bytes were staged.
+    fn len(&self) -> u64;
+
+    /// Whether no byte was staged.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the staged bytes to the upload at the offset they were
+    /// staged for, under [`DataStore::write_chunk`]'s contract (offset
+    /// checked again, `fence` honoured, bytes stored before a failure stay
+    /// stored), and returns how many it stored.
+    async fn commit(self: Box<Self>, fence: Option<&FencingToken>) -> Result<u64, StoreError>;
 }
 
 /// Enumerates uploads: what the expiration sweep needs to find old ones.

@@ -25,9 +25,9 @@ use crate::events::{EventKind, Hooks, RequestInfo, ResponseChange, UploadEvent, 
 use crate::metrics::Metrics;
 use crate::rate_limit::CreationLimiter;
 use crate::{
-    ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, Lock, Locker,
-    NewUpload, StoreComposer, StoreError, Terminater, Truncater, UploadId, UploadInfo,
-    UploadReader,
+    ChunkStager, ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, Lock,
+    Locker, NewUpload, StagedChunk, StoreComposer, StoreError, Terminater, Truncater, UploadId,
+    UploadInfo, UploadReader,
 };
 
 /// Why a handler could not be built.
@@ -61,6 +61,14 @@ impl Progress {
     }
 }
 
+/// What [`State::write`] did with a body.
+pub(crate) enum Written {
+    /// This many bytes are part of the upload now.
+    Stored(u64),
+    /// The body waits, outside the upload, for its checksum to be compared.
+    Staged(Box<dyn StagedChunk>),
+}
+
 pub(crate) struct State {
     config: Config,
     core: Arc<dyn DataStore>,
@@ -68,6 +76,7 @@ pub(crate) struct State {
     concater: Option<Arc<dyn Concater>>,
     length_deferrer: Option<Arc<dyn LengthDeferrer>>,
     truncater: Option<Arc<dyn Truncater>>,
+    chunk_stager: Option<Arc<dyn ChunkStager>>,
     lister: Option<Arc<dyn Lister>>,
     locker: Arc<dyn Locker>,
     hooks: Option<Arc<dyn Hooks>>,
@@ -90,6 +99,7 @@ impl State {
             concater: composer.concater().cloned(),
             length_deferrer: composer.length_deferrer().cloned(),
             truncater: composer.truncater().cloned(),
+            chunk_stager: composer.chunk_stager().cloned(),
             lister: composer.lister().cloned(),
             creations: CreationLimiter::new(config.creations_per_minute),
             config,
@@ -127,7 +137,7 @@ impl State {
         if self.concater.is_some() {
             extensions.extend(["concatenation", "concatenation-unfinished"]);
         }
-        if self.truncater.is_some() {
+        if self.checks_checksums() {
             extensions.push("checksum");
         }
         if self.expires() {
@@ -147,8 +157,10 @@ impl State {
         self.config.expire_after.is_some() && self.lister.is_some() && self.terminater.is_some()
     }
 
+    /// Whether a mismatching chunk can be kept out of the upload: the store
+    /// stages chunks, or it can cut them off again.
     pub(crate) fn checks_checksums(&self) -> bool {
-        self.truncater.is_some()
+        self.chunk_stager.is_some() || self.truncater.is_some()
     }
 
     /// What to attribute this request's events to: captured only when a
@@ -249,6 +261,10 @@ impl State {
     /// since whether it is the client's or the server's depends on how the
     /// body ended.
     ///
+    /// A body that is to be verified (`verify`: it carries a checksum) is
+    /// only staged when the store can stage chunks: the caller then commits
+    /// it with [`State::commit_chunk`] or drops it.
+    ///
     /// With hooks, a progress event reports `info.offset + passed()` every
     /// `progress_interval` while the store writes, when it moved, carrying
     /// `progress.stopper` (tusd counts bytes read from the body, as
@@ -258,15 +274,26 @@ impl State {
         info: &UploadInfo,
         lock: &Lock,
         chunks: ChunkStream,
+        verify: bool,
         passed: impl Fn() -> u64,
         progress: &mut Progress,
         origin: &Origin,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Written, StoreError> {
         let id = UploadId::parse(&info.id)
             .ok_or_else(|| StoreError::Corrupt(format!("invalid id {:?}", info.id)))?;
-        let write = self
-            .core
-            .write_chunk(&id, info.offset, lock.fencing_token(), chunks);
+        let write = async {
+            match self.chunk_stager.as_ref().filter(|_| verify) {
+                Some(stager) => stager
+                    .stage_chunk(&id, info.offset, chunks)
+                    .await
+                    .map(Written::Staged),
+                None => self
+                    .core
+                    .write_chunk(&id, info.offset, lock.fencing_token(), chunks)
+                    .await
+                    .map(Written::Stored),
+            }
+        };
         if self.hooks.is_none() || origin.is_none() {
             return write.await;
         }
@@ -325,6 +352,16 @@ impl State {
     }
 
     /// Cuts off a chunk whose checksum did not match.
+    /// Makes a verified staged chunk part of its upload; returns how many
+    /// bytes it added.
+    pub(crate) async fn commit_chunk(
+        &self,
+        chunk: Box<dyn StagedChunk>,
+        lock: &Lock,
+    ) -> Result<u64, HandlerError> {
+        Ok(chunk.commit(lock.fencing_token()).await?)
+    }
+
     pub(crate) async fn discard_chunk(
         &self,
         id: &UploadId,

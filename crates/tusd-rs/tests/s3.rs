@@ -1,5 +1,6 @@
 //! tusd-rs with `--s3-bucket`: uploads over HTTP land in a real Garage in
-//! tusd's S3 layout, and a bucket that cannot be used stops the start with
+//! tusd's S3 layout, a chunk with a wrong checksum leaves no trace in the
+//! bucket, and a bucket that cannot be used stops the start with
 //! one line naming the flag.
 //!
 //! One test function: the credentials come from the process environment
@@ -13,6 +14,76 @@ use tusd_s3store::{s3_client, S3ClientConfig};
 use tusd_testsupport::{GarageServer, InProcessServer};
 
 const MIB: usize = 1024 * 1024;
+
+fn sha1_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(bytes);
+    format!(
+        "sha1 {}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+async fn checksum_patch(url: &str, offset: u64, body: &[u8], checksum: &str) -> u16 {
+    patch_request(url, offset, body.to_vec())
+        .header("Upload-Checksum", checksum)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// What the bucket holds of one upload: its objects (key, size, ETag) and
+/// its multipart upload's parts (number, size, ETag).
+type BucketState = (Vec<(String, i64, String)>, Vec<(i32, i64, String)>);
+
+async fn bucket_state(
+    client: &tusd_s3store::aws_sdk_s3::Client,
+    bucket: &str,
+    object: &str,
+    multipart: &str,
+) -> BucketState {
+    let listed = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(object)
+        .send()
+        .await
+        .unwrap();
+    let objects = listed
+        .contents()
+        .iter()
+        .map(|o| {
+            (
+                o.key().unwrap_or_default().to_owned(),
+                o.size().unwrap_or_default(),
+                o.e_tag().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let parts = client
+        .list_parts()
+        .bucket(bucket)
+        .key(object)
+        .upload_id(multipart)
+        .send()
+        .await
+        .unwrap();
+    let parts = parts
+        .parts()
+        .iter()
+        .map(|p| {
+            (
+                p.part_number().unwrap_or_default(),
+                p.size().unwrap_or_default(),
+                p.e_tag().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    (objects, parts)
+}
 
 #[tokio::test]
 async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
@@ -45,7 +116,7 @@ async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
         .unwrap()
         .to_owned();
     assert!(extensions.contains("concatenation"), "{extensions}");
-    assert!(!extensions.contains("checksum"), "{extensions}");
+    assert!(extensions.contains("checksum"), "{extensions}");
     let data: Vec<u8> = (0..7 * MIB + 11).map(|i| (i % 251) as u8).collect();
     let url = create(&server, data.len() as u64).await;
     let cut = 5 * MIB + 3;
@@ -79,6 +150,40 @@ async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
         .send()
         .await
         .expect("its .info stays");
+
+    // Checksums: a chunk big enough to be a part is staged, verified, and
+    // only then sent; a mismatch leaves the bucket as it was.
+    let data: Vec<u8> = (0..12 * MIB).map(|i| (i % 241) as u8).collect();
+    let url = create(&server, data.len() as u64).await;
+    let half = 6 * MIB;
+    let r = checksum_patch(&url, 0, &data[..half], &sha1_of(&data[..half])).await;
+    assert_eq!(r, 204);
+    let (object, multipart) = id_of(&url).split_once('+').unwrap();
+    let object = format!("srv/{object}");
+    let before = bucket_state(&client, garage.bucket(), &object, multipart).await;
+    assert_eq!(
+        before.1.len(),
+        1,
+        "the verified chunk is one part: {before:?}"
+    );
+    let mut wrong = data[half..].to_vec();
+    wrong[17] ^= 1;
+    let r = checksum_patch(&url, half as u64, &wrong, &sha1_of(&data[half..])).await;
+    assert_eq!(r, 460, "a wrong digest is 460");
+    assert_eq!(offset(&url).await, half as u64);
+    let after = bucket_state(&client, garage.bucket(), &object, multipart).await;
+    assert_eq!(
+        before, after,
+        "a mismatching chunk leaves no trace in the bucket"
+    );
+    let r = checksum_patch(&url, half as u64, &data[half..], &sha1_of(&data[half..])).await;
+    assert_eq!(r, 204);
+    let (status, got) = get_bytes(&url).await;
+    assert!(
+        status == 200 && got == data,
+        "the verified chunks, byte for byte"
+    );
+
     server.shutdown().await.expect("a clean stop");
 
     // A bucket that does not exist.

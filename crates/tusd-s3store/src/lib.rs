@@ -37,6 +37,8 @@
 //!   writing the `.info`.
 //! - `write`: `write_chunk`, cutting the body into parts on local disk and
 //!   sending them concurrently.
+//! - `stage`: checksums: a chunk kept on local disk until its digest is
+//!   verified, then written as a body would be.
 //! - `complete`: completing the multipart upload.
 //! - `read`: `read_range`, ranged GETs.
 //! - `concat`: concatenation by server-side part copy, or download and
@@ -45,9 +47,9 @@
 //! - `error`: S3 error codes into `StoreError`s.
 //!
 //! # What S3 cannot do
-//! No truncation, so no checksum extension: an uploaded part cannot be
-//! taken back, and the store keeps no chunk aside until a checksum is
-//! verified. An unfinished upload cannot be read once it has parts (S3 does
+//! No truncation: an uploaded part cannot be taken back, so a chunk that
+//! carries a checksum is staged on local disk and sent only once verified
+//! (`ChunkStager`). An unfinished upload cannot be read once it has parts (S3 does
 //! not serve parts before completion). Fencing narrows but cannot close the
 //! window a paused holder has (see `fence`). docs/s3.md has the details.
 
@@ -59,6 +61,7 @@ mod fence;
 mod keys;
 mod options;
 mod read;
+mod stage;
 mod state;
 mod store;
 mod write;

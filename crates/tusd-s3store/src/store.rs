@@ -9,8 +9,8 @@ use aws_sdk_s3::Client;
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tusd_core::{
-    ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, NewUpload,
-    StoreComposer, StoreError, Terminater, UploadId, UploadInfo, UploadReader,
+    ChunkStager, ChunkStream, Concater, DataStore, FencingToken, LengthDeferrer, Lister, NewUpload,
+    StagedChunk, StoreComposer, StoreError, Terminater, UploadId, UploadInfo, UploadReader,
 };
 
 use crate::client::{check_bucket, s3_client, ConnectError, S3ClientConfig};
@@ -19,7 +19,7 @@ use crate::error::io;
 use crate::keys::{new_object_id, normalise_prefix, UploadKeys};
 use crate::options::S3StoreOptions;
 use crate::state::{load, write_info, Multipart};
-use crate::{complete, concat, fence, read, write, Inner};
+use crate::{complete, concat, fence, read, stage, write, Inner};
 
 /// Uploads stored in an S3 bucket in tusd's `s3store` layout (see the crate
 /// docs). Cheap to clone: clones share the client and the part-upload limit.
@@ -77,15 +77,16 @@ impl S3Store {
     }
 
     /// Makes this store the composer's data store, with every capability it
-    /// has: termination, concatenation, defer-length and listing (so the
-    /// expiration sweep). Not truncation: S3 cannot take back a part, so
-    /// the checksum extension is not offered (the handler answers 501).
+    /// has: termination, concatenation, defer-length, chunk staging (so
+    /// checksums) and listing (so the expiration sweep). Not truncation: S3
+    /// cannot take back a part, which is why checksums stage instead.
     pub fn use_in(self, composer: &mut StoreComposer) {
         let store = Arc::new(self);
         composer.use_core(store.clone());
         composer.use_terminater(store.clone());
         composer.use_concater(store.clone());
         composer.use_length_deferrer(store.clone());
+        composer.use_chunk_stager(store.clone());
         composer.use_lister(store);
     }
 
@@ -256,6 +257,20 @@ impl Concater for S3Store {
         let keys = self.keys(id)?;
         fence::admit(&self.inner, &keys, fence).await?;
         concat::concat(&self.inner, &keys, partials).await
+    }
+}
+
+#[async_trait]
+impl ChunkStager for S3Store {
+    /// Keeps the chunk on local disk; see `stage`.
+    async fn stage_chunk(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        chunk: ChunkStream,
+    ) -> Result<Box<dyn StagedChunk>, StoreError> {
+        let staged = stage::stage(&self.inner, self.keys(id)?, offset, chunk).await?;
+        Ok(Box::new(staged))
     }
 }
 

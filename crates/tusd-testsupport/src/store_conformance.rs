@@ -63,6 +63,8 @@ pub mod contracts {
         "concatenation: the final upload holds the partials' bytes in order";
     pub const DEFER_LENGTH: &str = "creation-defer-length: a declared length completes the upload";
     pub const TRUNCATE: &str = "truncate: cuts back to the offset, writing resumes there";
+    pub const STAGING: &str =
+        "stage_chunk: a staged chunk changes nothing until committed; dropped, it leaves no trace";
     pub const LISTING: &str = "listing: lists every upload, not terminated ones";
     pub const FENCING: &str = "fencing: a stale token changes nothing and gets Fenced";
 }
@@ -91,13 +93,16 @@ where
     check!(FINISH, finish);
 
     let capabilities = make_composer().capabilities();
-    let optional: [(bool, &'static str, &str); 5] = [
+    let probe = make_composer();
+    let optional: [(bool, &'static str, &str); 6] = [
         (capabilities.termination, TERMINATION, "no Terminater"),
         (capabilities.concatenation, CONCATENATION, "no Concater"),
         (capabilities.defer_length, DEFER_LENGTH, "no LengthDeferrer"),
-        (capabilities.checksum, TRUNCATE, "no Truncater"),
+        (probe.truncater().is_some(), TRUNCATE, "no Truncater"),
+        (probe.chunk_stager().is_some(), STAGING, "no ChunkStager"),
         (capabilities.listing, LISTING, "no Lister"),
     ];
+    drop(probe);
     for (claimed, name, why) in optional {
         if !claimed {
             report.skip(name, &format!("the composer registers {why}"));
@@ -110,6 +115,7 @@ where
                 CONCATENATION => concatenation(&composer).await,
                 DEFER_LENGTH => defer_length(&composer).await,
                 TRUNCATE => truncate(&composer).await,
+                STAGING => staging(&composer).await,
                 _ => listing(&composer).await,
             }
         };
@@ -678,6 +684,71 @@ async fn truncate(composer: &StoreComposer) -> CheckResult {
     Ok(Verdict::Passed)
 }
 
+async fn staging(composer: &StoreComposer) -> CheckResult {
+    let store = &**core(composer)?;
+    let stager = composer.chunk_stager().ok_or("no chunk stager")?;
+    let token = Issuer::new().token(1);
+    let id = upload_with(store, sized(11), b"hello ", Some(&token)).await?;
+
+    let staged = stager
+        .stage_chunk(&id, 6, body(&[b"wor", b"ld"]))
+        .await
+        .context("stage_chunk at offset 6")?;
+    ensure!(
+        staged.len() == 5,
+        "a staged chunk of 5 bytes reports len {}",
+        staged.len()
+    );
+    let bytes = read(store, &id, 0, 6).await?;
+    ensure!(
+        offset(store, &id).await? == 6 && bytes == b"hello ",
+        "a staged chunk is not part of the upload before commit; bytes {:?}",
+        text(&bytes)
+    );
+    drop(staged);
+    ensure!(
+        offset(store, &id).await? == 6,
+        "a dropped staged chunk leaves the offset where it was"
+    );
+
+    let moved = stager.stage_chunk(&id, 3, body(&[b"x"])).await;
+    ensure!(
+        matches!(moved, Err(StoreError::OffsetMoved { .. })),
+        "stage_chunk at a wrong offset is refused with OffsetMoved; got {:?}",
+        moved.map(|s| s.len())
+    );
+    let broken: ChunkStream = stream::iter(vec![
+        Ok(Bytes::from_static(b"wo")),
+        Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone")),
+    ])
+    .boxed();
+    ensure!(
+        stager.stage_chunk(&id, 6, broken).await.is_err(),
+        "stage_chunk of a stream that fails returns the error"
+    );
+    ensure!(
+        offset(store, &id).await? == 6,
+        "a failed staging leaves the offset where it was"
+    );
+
+    let staged = stager
+        .stage_chunk(&id, 6, body(&[b"world"]))
+        .await
+        .context("stage_chunk again")?;
+    let written = staged
+        .commit(Some(&token))
+        .await
+        .context("commit of a staged chunk")?;
+    let info = store.get_info(&id).await.context("get_info after commit")?;
+    let bytes = read(store, &id, 0, 11).await?;
+    ensure!(
+        written == 5 && info.offset == 11 && bytes == b"hello world",
+        "a committed chunk is appended at its offset; wrote {written}, {info:?}, bytes {:?}",
+        text(&bytes)
+    );
+    Ok(Verdict::Passed)
+}
+
 async fn listing(composer: &StoreComposer) -> CheckResult {
     let store = &**core(composer)?;
     let lister = composer.lister().ok_or("no lister")?;
@@ -779,6 +850,21 @@ async fn fencing(composer: &StoreComposer) -> CheckResult {
         ensure!(
             offset(store, &id).await? == 11,
             "a refused stale truncate changes nothing"
+        );
+    }
+    if let Some(stager) = composer.chunk_stager() {
+        let staged = stager
+            .stage_chunk(&id, 11, body(&[b"X"]))
+            .await
+            .context("stage_chunk (no token needed: it changes nothing)")?;
+        let result = staged.commit(Some(&newest)).await;
+        ensure!(
+            matches!(result, Err(StoreError::Fenced(_))),
+            "commit of a staged chunk with a stale token is refused with Fenced; got {result:?}"
+        );
+        ensure!(
+            offset(store, &id).await? == 11,
+            "a refused stale commit changes nothing"
         );
     }
     if let Some(deferrer) = composer.length_deferrer() {

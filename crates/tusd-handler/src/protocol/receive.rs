@@ -10,7 +10,7 @@ use crate::error::HandlerError;
 use crate::events::ResponseChange;
 use crate::headers::{self, MAX_LENGTH};
 use crate::protocol::checksum::Checksum;
-use crate::state::{Origin, Progress, State};
+use crate::state::{Origin, Progress, State, Written};
 use crate::{Lock, Rejection, UploadId, UploadInfo};
 
 /// Streams a request body into the upload at `info.offset` while `lock` is
@@ -19,7 +19,8 @@ use crate::{Lock, Rejection, UploadId, UploadInfo};
 /// PATCH and creation-with-upload.
 ///
 /// Bytes that reached the store stay stored whatever happens after, except
-/// a chunk whose checksum does not match, which is cut off again, and an
+/// a chunk whose checksum does not match, which the store staged and is
+/// dropped (or, on a store that cannot stage, is cut off again), and an
 /// upload a hook stopped, which is terminated (tusd's `StopUpload`).
 #[allow(clippy::too_many_arguments)]
 pub async fn receive(
@@ -69,6 +70,7 @@ pub async fn receive(
             &info,
             lock,
             chunks,
+            checksum.is_some(),
             || report.received(),
             &mut progress,
             origin,
@@ -82,12 +84,17 @@ pub async fn receive(
             "the upload's lock was lost; bytes stored before that are kept".into(),
         ));
     }
+    let mut staged = None;
     info.offset = match written {
-        Ok(n) => {
+        Ok(Written::Stored(n)) => {
             if n > 0 {
                 info.modified = Some(std::time::SystemTime::now());
             }
             start + n
+        }
+        Ok(Written::Staged(chunk)) => {
+            staged = Some(chunk);
+            start
         }
         // A client that went away is no server error: keep what arrived.
         Err(_) if outcome.end == BodyEnd::Broken => state.info(id).await?.offset,
@@ -105,9 +112,18 @@ pub async fn receive(
     }
     if let (Some(checksum), Some(digest)) = (checksum, outcome.digest) {
         if digest != checksum.expected {
-            state.discard_chunk(id, start, lock).await?;
+            if staged.is_none() {
+                state.discard_chunk(id, start, lock).await?;
+            }
             return Err(HandlerError::ChecksumMismatch);
         }
+    }
+    if let Some(chunk) = staged {
+        let n = state.commit_chunk(chunk, lock).await?;
+        if n > 0 {
+            info.modified = Some(std::time::SystemTime::now());
+        }
+        info.offset = start + n;
     }
     let change = state
         .received(&info, info.offset - start, lock, origin, &mut progress)
