@@ -30,15 +30,30 @@ impl TusServer {
 
     /// Starts `bin` serving `upload_dir`, which several servers may share.
     pub fn start_in(bin: impl AsRef<Path>, upload_dir: &Path, args: &[&str]) -> TusServer {
+        TusServer::start_in_at(bin, upload_dir, 0, args)
+    }
+
+    /// Like [`TusServer::start_in`], on `port` (0: one the kernel picks): a
+    /// server restarted on its old port is found again at the upload URLs
+    /// its clients kept.
+    pub fn start_in_at(
+        bin: impl AsRef<Path>,
+        upload_dir: &Path,
+        port: u16,
+        args: &[&str],
+    ) -> TusServer {
         let mut command = Command::new(bin.as_ref());
         command
-            .args(["--host", "127.0.0.1", "--port", "0", "--upload-dir"])
+            .args(["--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .arg("--upload-dir")
             .arg(upload_dir)
             .args(args)
             .env("TUSD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        crate::test_store::apply_to_command(&mut command, upload_dir, args);
         TusServer::spawn(command, upload_dir)
     }
 
