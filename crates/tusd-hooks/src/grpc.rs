@@ -10,12 +10,17 @@
 //! empty `metaData` / `storage` map in `changeFileInfo` keeps the upload's
 //! (protobuf cannot tell an empty map from none). tusd's gRPC protocol has
 //! no `rejectTermination`, so a gRPC pre-terminate hook cannot refuse.
+//!
+//! With [`GrpcTls`] (tusd's `--hooks-grpc-secure`) the channel is TLS
+//! (rustls): the server must present a certificate that chains to the one
+//! given, and a client certificate and key make it mutual TLS, as in tusd.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::wire::{FileInfoChanges, HookRequest, HookResponse, HttpResponse};
 use crate::{HookError, HookHandler};
@@ -35,6 +40,46 @@ pub struct GrpcHookOptions {
     pub retries: u32,
     pub backoff: Duration,
     pub forward_headers: Vec<String>,
+    /// TLS to the hook server; `None` is plaintext (tusd's default).
+    pub tls: Option<GrpcTls>,
+}
+
+/// TLS settings of a [`GrpcHook`], PEM files as tusd takes them.
+#[derive(Clone, Debug)]
+pub struct GrpcTls {
+    /// The certificate the server's must chain to (tusd's
+    /// `--hooks-grpc-server-tls-certificate`): the server's own certificate
+    /// if self-signed, or the CA that signed it. No other root is trusted.
+    pub server_certificate: PathBuf,
+    /// Client certificate and key for mutual TLS (tusd's
+    /// `--hooks-grpc-client-tls-certificate` and `-key`): both or neither.
+    pub client_certificate: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl GrpcTls {
+    fn client_config(&self) -> Result<ClientTlsConfig, HookError> {
+        let server = read_pem(
+            &self.server_certificate,
+            "gRPC hook server's TLS certificate",
+        )?;
+        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(server));
+        match (&self.client_certificate, &self.client_key) {
+            (Some(cert), Some(key)) => Ok(config.identity(Identity::from_pem(
+                read_pem(cert, "gRPC hook client TLS certificate")?,
+                read_pem(key, "gRPC hook client TLS key")?,
+            ))),
+            (None, None) => Ok(config),
+            _ => Err(HookError(
+                "mutual TLS needs both the client certificate and its key".into(),
+            )),
+        }
+    }
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, HookError> {
+    std::fs::read(path)
+        .map_err(|e| HookError(format!("reading the {what} {}: {e}", path.display())))
 }
 
 impl GrpcHookOptions {
@@ -44,6 +89,7 @@ impl GrpcHookOptions {
             retries: 3,
             backoff: Duration::from_secs(1),
             forward_headers: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -55,15 +101,30 @@ pub struct GrpcHook {
 }
 
 impl GrpcHook {
-    /// Connects lazily: an unreachable server fails the first call, not this.
+    /// Connects lazily: an unreachable server fails the first call, not
+    /// this. Unreadable or invalid TLS files fail here.
     pub fn new(options: GrpcHookOptions) -> Result<GrpcHook, HookError> {
-        let uri = match options.endpoint.contains("://") {
-            true => options.endpoint.clone(),
-            false => format!("http://{}", options.endpoint),
+        let address = match options.endpoint.split_once("://") {
+            Some((_, address)) => address,
+            None => options.endpoint.as_str(),
         };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| HookError(format!("invalid gRPC hook endpoint: {e}")))?
-            .connect_lazy();
+        let uri = match (&options.tls, options.endpoint.starts_with("https://")) {
+            (Some(_), _) => format!("https://{address}"),
+            (None, false) => format!("http://{address}"),
+            (None, true) => {
+                return Err(HookError(
+                    "an https:// endpoint needs TLS settings (--hooks-grpc-secure and --hooks-grpc-server-tls-certificate)".into(),
+                ))
+            }
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| HookError(format!("invalid gRPC hook endpoint: {e}")))?;
+        if let Some(tls) = &options.tls {
+            endpoint = endpoint
+                .tls_config(tls.client_config()?)
+                .map_err(|e| HookError(format!("gRPC hook TLS settings: {e}")))?;
+        }
+        let channel = endpoint.connect_lazy();
         Ok(GrpcHook {
             options,
             client: HookHandlerClient::new(channel),

@@ -3,7 +3,8 @@
 //! `Content-Type: application/json` and a [`HookResponse`] body.
 //!
 //! One `reqwest::Client` serves every call, so connections to the receiver
-//! are kept alive and reused. A call is retried `retries` times, waiting
+//! are kept alive and reused. An `https://` endpoint is verified against the
+//! system's CA certificates (rustls), unless `skip_verify`. A call is retried `retries` times, waiting
 //! `backoff` before each retry (tusd's linear backoff), when the receiver
 //! could not be reached, timed out, or answered 5xx; any other failure
 //! (4xx, wrong content type, bad JSON, too large) is final.
@@ -31,6 +32,11 @@ pub struct HttpHookOptions {
     pub timeout: Duration,
     /// Largest answer body accepted, in bytes (tusd: 5 KiB).
     pub size_limit: usize,
+    /// Accept any certificate from an `https://` endpoint (tusd's
+    /// `--hooks-http-skip-verify`): for a receiver with a self-signed
+    /// certificate on a trusted network only, since anyone on the path can
+    /// then answer in its place.
+    pub skip_verify: bool,
 }
 
 impl HttpHookOptions {
@@ -42,6 +48,7 @@ impl HttpHookOptions {
             forward_headers: Vec::new(),
             timeout: Duration::from_secs(15),
             size_limit: 5 * 1024,
+            skip_verify: false,
         }
     }
 }
@@ -63,6 +70,7 @@ impl HttpHook {
         let client = reqwest::Client::builder()
             .timeout(options.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            .danger_accept_invalid_certs(options.skip_verify)
             .build()
             .map_err(|e| HookError(format!("building the hook HTTP client: {e}")))?;
         Ok(HttpHook { options, client })

@@ -11,7 +11,8 @@
 //! - [`file`](mod@file): [`FileHook`], an executable per event in a directory (tusd's
 //!   `--hooks-dir`), the JSON on stdin, `TUS_*` variables, stdout parsed.
 //! - `grpc` (feature `grpc`): `GrpcHook`, tusd's `HookHandler.InvokeHook`
-//!   over gRPC (proto/hook.proto, tonic; `--hooks-grpc`).
+//!   over gRPC (proto/hook.proto, tonic; `--hooks-grpc`), plaintext or TLS
+//!   (`GrpcTls`, rustls).
 //! - This file: [`HookType`] (the event names and tusd's default set), the
 //!   [`HookHandler`] backends implement, and [`TusdHooks`], which turns the
 //!   handler's decision points and events into hook calls

@@ -173,6 +173,10 @@ pub struct Config {
     /// Largest HTTP hook response body accepted, in bytes.
     #[arg(long, env = "TUSD_HOOKS_HTTP_SIZE_LIMIT", default_value_t = 5 * 1024)]
     pub hooks_http_size_limit: usize,
+    /// Accept any TLS certificate from an https:// hook endpoint (tusd's
+    /// InsecureSkipVerify): for self-signed receivers on trusted networks.
+    #[arg(long, env = "TUSD_HOOKS_HTTP_SKIP_VERIFY")]
+    pub hooks_http_skip_verify: bool,
     /// gRPC hook server (host:port) every hook event is sent to, with tusd
     /// v2's HookHandler.InvokeHook (an error without the grpc-hooks feature).
     #[arg(long, env = "TUSD_HOOKS_GRPC")]
@@ -186,6 +190,19 @@ pub struct Config {
     /// Client request headers sent as gRPC metadata, comma-separated.
     #[arg(long, env = "TUSD_HOOKS_GRPC_FORWARD_HEADERS", value_delimiter = ',')]
     pub hooks_grpc_forward_headers: Vec<String>,
+    /// TLS to the gRPC hook server; needs --hooks-grpc-server-tls-certificate.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_SECURE")]
+    pub hooks_grpc_secure: bool,
+    /// PEM certificate the gRPC hook server's must chain to (its own if
+    /// self-signed, or its CA); the only root trusted.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_SERVER_TLS_CERTIFICATE")]
+    pub hooks_grpc_server_tls_certificate: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS with the gRPC hook server.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_CLIENT_TLS_CERTIFICATE")]
+    pub hooks_grpc_client_tls_certificate: Option<PathBuf>,
+    /// PEM key of --hooks-grpc-client-tls-certificate.
+    #[arg(long, env = "TUSD_HOOKS_GRPC_CLIENT_TLS_KEY")]
+    pub hooks_grpc_client_tls_key: Option<PathBuf>,
     /// Log format: one line per request either way.
     #[arg(long, env = "TUSD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

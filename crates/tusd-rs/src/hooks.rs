@@ -31,6 +31,7 @@ pub fn from_config(cli: &Config) -> Result<Option<Arc<TusdHooks>>, Error> {
                 .collect(),
             timeout: cli.hooks_http_timeout,
             size_limit: cli.hooks_http_size_limit,
+            skip_verify: cli.hooks_http_skip_verify,
         };
         tracing::info!(%endpoint, "HTTP hooks enabled");
         Arc::new(HttpHook::new(options).map_err(|e| Error::Config(format!("--hooks-http: {e}")))?)
@@ -47,7 +48,29 @@ pub fn from_config(cli: &Config) -> Result<Option<Arc<TusdHooks>>, Error> {
 
 #[cfg(feature = "grpc-hooks")]
 fn grpc(cli: &Config, endpoint: &str) -> Result<Arc<dyn HookHandler>, Error> {
-    use tusd_hooks::grpc::{GrpcHook, GrpcHookOptions};
+    use tusd_hooks::grpc::{GrpcHook, GrpcHookOptions, GrpcTls};
+    let tls = match (cli.hooks_grpc_secure, &cli.hooks_grpc_server_tls_certificate) {
+        (true, Some(server_certificate)) => Some(GrpcTls {
+            server_certificate: server_certificate.clone(),
+            client_certificate: cli.hooks_grpc_client_tls_certificate.clone(),
+            client_key: cli.hooks_grpc_client_tls_key.clone(),
+        }),
+        (true, None) => {
+            return Err(Error::Config(
+                "--hooks-grpc-secure needs --hooks-grpc-server-tls-certificate (the hook server's certificate or its CA), as in tusd".into(),
+            ))
+        }
+        (false, _) => {
+            // tusd ignores them too; a command line written for tusd keeps
+            // working, but the operator should know the channel is plaintext.
+            if cli.hooks_grpc_server_tls_certificate.is_some()
+                || cli.hooks_grpc_client_tls_certificate.is_some()
+            {
+                tracing::warn!("gRPC hook TLS certificates are ignored without --hooks-grpc-secure: the channel is plaintext");
+            }
+            None
+        }
+    };
     let options = GrpcHookOptions {
         endpoint: endpoint.to_owned(),
         retries: cli.hooks_grpc_retry,
@@ -58,6 +81,7 @@ fn grpc(cli: &Config, endpoint: &str) -> Result<Arc<dyn HookHandler>, Error> {
             .filter(|h| !h.is_empty())
             .cloned()
             .collect(),
+        tls,
     };
     Ok(Arc::new(GrpcHook::new(options).map_err(|e| {
         Error::Config(format!("--hooks-grpc: {e}"))

@@ -4,6 +4,8 @@
 //! scripts/install-clients.sh (into <repo>/.venv).
 #![cfg(feature = "grpc-hooks")]
 
+#[path = "hooks/certs.rs"]
+mod certs;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -27,6 +29,12 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
+        Receiver::start_with(&[])
+    }
+
+    /// With `tls` = [certificate, key] it serves TLS; with a third file,
+    /// the CA client certificates must chain to (mutual TLS).
+    fn start_with(tls: &[&Path]) -> Receiver {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let python = manifest.join("../../.venv/bin/python");
         assert!(
@@ -41,6 +49,7 @@ impl Receiver {
             .arg(manifest.join("../tusd-hooks/proto"))
             .arg(dir.path())
             .arg(&log)
+            .args(tls)
             .stdout(Stdio::piped())
             .spawn()
             .expect("running the gRPC hook receiver");
@@ -262,4 +271,105 @@ async fn grpc_pre_access_refuses_a_patch_without_the_token() {
         2.0,
         "{text}"
     );
+}
+
+/// A pre-create rejected by the receiver (it rejects `reject=1`) through
+/// a server with these gRPC hook flags: the client's status and body.
+async fn rejected_through(endpoint: &str, flags: &[&str]) -> (u16, String) {
+    let mut args = vec!["--hooks-grpc", endpoint, "--hooks-grpc-retry", "0"];
+    args.extend_from_slice(flags);
+    let server = InProcessServer::with_args(&args).await;
+    let r = post(&server, 3, &[("reject", "1")]).await;
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// tusd's `--hooks-grpc-secure`: TLS to the hook server, trusting only the
+/// certificate given; with a client certificate and key, mutual TLS. Each
+/// case is told apart by the receiver's answer reaching the client (403)
+/// or the blocking hook failing (500).
+#[tokio::test]
+async fn grpc_hooks_over_tls_and_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_cert = certs::SelfSigned::new(dir.path(), "server");
+    let client_cert = certs::SelfSigned::new(dir.path(), "client");
+    let trusting = |pem| {
+        [
+            "--hooks-grpc-secure",
+            "--hooks-grpc-server-tls-certificate",
+            pem,
+        ]
+    };
+    let answered = (403, "no via grpc".to_owned());
+
+    let receiver = Receiver::start_with(&[&server_cert.cert, &server_cert.key]);
+    let endpoint = format!("127.0.0.1:{}", receiver.port);
+    assert_eq!(
+        rejected_through(&endpoint, &trusting(server_cert.cert_path())).await,
+        answered
+    );
+    // Plaintext to a TLS server, or trusting another certificate, fails.
+    assert_eq!(rejected_through(&endpoint, &[]).await.0, 500);
+    let (status, body) = rejected_through(&endpoint, &trusting(client_cert.cert_path())).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.starts_with("ERR_INTERNAL_SERVER_ERROR: gRPC hook call failed"),
+        "{body}"
+    );
+    assert_eq!(
+        receiver.calls().len(),
+        1,
+        "only the trusted TLS call arrived"
+    );
+
+    // Mutual TLS: the server asks for a client certificate signed by client.crt.
+    let mutual = Receiver::start_with(&[&server_cert.cert, &server_cert.key, &client_cert.cert]);
+    let endpoint = format!("127.0.0.1:{}", mutual.port);
+    let server_only = trusting(server_cert.cert_path());
+    assert_eq!(rejected_through(&endpoint, &server_only).await.0, 500);
+    let mut with_identity = server_only.to_vec();
+    with_identity.extend([
+        "--hooks-grpc-client-tls-certificate",
+        client_cert.cert_path(),
+        "--hooks-grpc-client-tls-key",
+        client_cert.key_path(),
+    ]);
+    assert_eq!(rejected_through(&endpoint, &with_identity).await, answered);
+    assert_eq!(mutual.calls().len(), 1);
+}
+
+/// As in tusd, `--hooks-grpc-secure` without the server's certificate is a
+/// configuration error; so is a client certificate without its key.
+#[tokio::test]
+async fn grpc_tls_settings_that_cannot_work_stop_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = certs::SelfSigned::new(dir.path(), "client");
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["--hooks-grpc-secure"],
+            "--hooks-grpc-server-tls-certificate",
+        ),
+        (
+            &[
+                "--hooks-grpc-secure",
+                "--hooks-grpc-server-tls-certificate",
+                cert.cert_path(),
+                "--hooks-grpc-client-tls-certificate",
+                cert.cert_path(),
+            ],
+            "both the client certificate and its key",
+        ),
+    ];
+    for (args, reason) in cases {
+        let output = std::process::Command::new(BIN)
+            .args(["--host", "127.0.0.1", "--port", "0", "--upload-dir"])
+            .arg(dir.path().join("uploads"))
+            .args(["--hooks-grpc", "127.0.0.1:1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+    }
 }

@@ -2,6 +2,8 @@
 //! `http.server` written to tusd v2's documented hook format (standard
 //! library only), started as a process on loopback.
 
+#[path = "hooks/certs.rs"]
+mod certs;
 mod common;
 #[path = "hooks/http_receiver.rs"]
 mod http_receiver;
@@ -552,4 +554,31 @@ async fn an_unreachable_pre_access_hook_answers_500() {
         1.0,
         "{text}"
     );
+}
+
+/// An https:// receiver is verified against the system's CA certificates:
+/// a self-signed one is not trusted (the blocking hook fails, 500, and the
+/// receiver hears nothing) unless `--hooks-http-skip-verify`, as in tusd.
+#[tokio::test]
+async fn an_https_receiver_with_a_self_signed_certificate_needs_skip_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = certs::SelfSigned::new(dir.path(), "receiver");
+    let receiver = Receiver::start_https(&cert.cert, &cert.key);
+    assert!(receiver.url().starts_with("https://"));
+
+    let server = server_for(&receiver, &["--hooks-http-retry", "0"]).await;
+    let r = post(&server, 3, &[]).await;
+    assert_eq!(r.status(), 500);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.starts_with("ERR_INTERNAL_SERVER_ERROR: hook endpoint unreachable"),
+        "{body}"
+    );
+    assert!(receiver.calls().is_empty());
+
+    let server = server_for(&receiver, &["--hooks-http-skip-verify"]).await;
+    let r = post(&server, 3, &[("reject", "1")]).await;
+    assert_eq!(r.status(), 403, "the receiver's answer, over TLS");
+    assert_eq!(r.text().await.unwrap(), r#"{"message":"over quota"}"#);
+    assert_eq!(receiver.calls().len(), 1);
 }

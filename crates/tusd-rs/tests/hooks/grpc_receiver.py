@@ -2,7 +2,9 @@
 """A tusd v2 gRPC hook server for the tests (grpcio), with stubs generated
 at start from the project's proto (crates/tusd-hooks/proto/hook.proto).
 
-Usage: grpc_receiver.py PROTO_DIR OUT_DIR LOG_FILE
+Usage: grpc_receiver.py PROTO_DIR OUT_DIR LOG_FILE [CERT_PEM KEY_PEM [CLIENT_CA_PEM]]
+With a certificate and key it serves TLS; with a client CA too it requires
+client certificates signed by it (mutual TLS).
 Prints its port (127.0.0.1) as the first stdout line; appends each call as
 one JSON line to LOG_FILE; answers, steered by the upload's metadata:
   pre-create   reject=1      rejectUpload, statusCode 403, body "no via grpc", header X-Grpc: yes
@@ -70,7 +72,19 @@ class Hooks(hook_pb2_grpc.HookHandlerServicer):
 
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
 hook_pb2_grpc.add_HookHandlerServicer_to_server(Hooks(), server)
-port = server.add_insecure_port("127.0.0.1:0")
+if len(sys.argv) > 5:
+    def read(path):
+        with open(path, "rb") as f:
+            return f.read()
+    client_ca = read(sys.argv[6]) if len(sys.argv) > 6 else None
+    credentials = grpc.ssl_server_credentials(
+        [(read(sys.argv[5]), read(sys.argv[4]))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
+else:
+    port = server.add_insecure_port("127.0.0.1:0")
 server.start()
 print(port, flush=True)
 server.wait_for_termination()

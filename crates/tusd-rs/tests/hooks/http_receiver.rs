@@ -13,18 +13,29 @@ use serde_json::Value;
 pub struct Receiver {
     child: Child,
     port: u16,
+    https: bool,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Receiver {
     pub fn start() -> Receiver {
+        Receiver::start_with(&[])
+    }
+
+    /// The receiver serving HTTPS with this certificate and key (PEM).
+    pub fn start_https(cert: &Path, key: &Path) -> Receiver {
+        Receiver::start_with(&[cert, key])
+    }
+
+    fn start_with(tls: &[&Path]) -> Receiver {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("hooks.log");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hooks/receiver.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(&log)
+            .args(tls)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the hook receiver");
@@ -36,13 +47,15 @@ impl Receiver {
         Receiver {
             child,
             port,
+            https: !tls.is_empty(),
             log,
             _dir: dir,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/hooks", self.port)
     }
 
     /// Every hook request received so far.

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A tusd v2 HTTP hook receiver for the tests, standard library only.
 
-Usage: receiver.py LOG_FILE
-Prints the port it listens on (127.0.0.1) as its first stdout line, then
+Usage: receiver.py LOG_FILE [CERT_PEM KEY_PEM]
+With a certificate and key it serves HTTPS. Prints the port it listens on (127.0.0.1) as its first stdout line, then
 appends every hook request it receives to LOG_FILE as one JSON line, and
 answers as tusd's documentation describes, steered by the upload's metadata:
 
@@ -22,6 +22,7 @@ answers as tusd's documentation describes, steered by the upload's metadata:
                               header WWW-Authenticate: Bearer, body "who are you"
 """
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -107,5 +108,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 3:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
