@@ -34,3 +34,9 @@ ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p etcd3locker -p
 ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p tusd-rs --test cluster
 # The fault-injection suite (about a minute; CHAOS_ROUNDS=n for longer runs).
 ETCD_BIN="$ETCD34_BIN" ETCDCTL_BIN="$ETCDCTL34_BIN" cargo test -p tusd-rs --test chaos
+
+# The same test binaries as above, so nothing is compiled again; one Garage
+# per binary; about 25 s of tests on 2 loaded cores.
+echo "== the HTTP protocol suite again, on the S3 store (Garage, TUSD_TEST_STORE=s3)"
+TUSD_TEST_STORE=s3 cargo test -p tusd-rs --test creation --test core --test termination \
+  --test concatenation --test download --test checksum --test expiration --test bad_input

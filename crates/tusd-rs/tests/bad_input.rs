@@ -1,12 +1,13 @@
 //! Bad input: the right status (or 400 with a one-line reason) and stored
-//! state unchanged, checked through HEAD/GET and the files on disk.
+//! state unchanged, checked through HEAD/GET and what the store holds (run
+//! on S3 too with `TUSD_TEST_STORE=s3`).
 
 mod common;
 
 use common::*;
 use reqwest::Method;
 use tokio::io::AsyncWriteExt;
-use tusd_testsupport::TusServer;
+use tusd_testsupport::{TestStore, TusServer};
 
 async fn one_line_400(r: reqwest::Response, what: &str) {
     assert_eq!(r.status(), 400, "{what}");
@@ -35,7 +36,7 @@ async fn bad_lengths_are_400_and_create_nothing() {
             .unwrap();
         one_line_400(r, length).await;
     }
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 }
 
 #[tokio::test]
@@ -79,7 +80,7 @@ async fn lengths_above_max_size_are_413() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 
     // A deferred length is checked when it is declared.
     let url = create_with(&server, &[("Upload-Defer-Length", "1")]).await;
@@ -139,13 +140,17 @@ async fn unknown_ids_are_404() {
         404
     );
     assert_eq!(get_bytes(&unknown).await.0, 404);
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 }
 
 /// Ids the store did not generate never reach it: a file next to the
 /// upload directory (and one inside it) stays unreachable and untouched.
 #[tokio::test]
 async fn ids_that_are_paths_never_leave_the_upload_dir() {
+    if TestStore::from_env().is_s3() {
+        eprintln!("skipped on S3: it plants files next to the file store's upload directory");
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("uploads");
     let server = TusServer::start_in(BIN, &dir, &[]);
@@ -237,12 +242,17 @@ async fn disconnect_mid_patch_keeps_the_bytes_that_arrived() {
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.flush().await.unwrap();
-    // Wait until the bytes are on disk, then vanish.
+    // Wait until the bytes are on disk, then vanish. (The S3 store keeps a
+    // body's bytes on local disk until it ends, so nothing shows in the
+    // bucket before: there the four bytes, sent before the close, must
+    // still end up stored.)
     let (server_ref, url_ref) = (&server, &url);
-    eventually("first bytes stored", 500, || async move {
-        data_len(server_ref, url_ref) == 4
-    })
-    .await;
+    if !TestStore::from_env().is_s3() {
+        eventually("first bytes stored", 500, || async move {
+            data_len(server_ref, url_ref) == 4
+        })
+        .await;
+    }
     drop(stream);
     eventually("offset settles at 4", 500, || async move {
         let r = head(url_ref).await;
@@ -272,7 +282,7 @@ async fn repeated_tus_headers_are_400() {
         .await
         .unwrap();
     one_line_400(r, "two Upload-Metadata").await;
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 
     let url = create(&server, 5).await;
     let r = tus(Method::PATCH, &url)

@@ -97,7 +97,7 @@ async fn final_must_name_partials_of_this_server() {
     let server = InProcessServer::with_args(&[]).await;
     let whole = create(&server, 3).await;
     let a = partial(&server, 3).await;
-    let before = files_in(server.upload_dir());
+    let before = stored_names(server.upload_dir());
     for concat in [
         format!("final;{}", path_of(&whole)), // not partial
         format!("final;{}0123456789abcdef", server.files_url()), // unknown
@@ -120,5 +120,5 @@ async fn final_must_name_partials_of_this_server() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a final upload takes no Upload-Length");
-    assert_eq!(files_in(server.upload_dir()), before);
+    assert_eq!(stored_names(server.upload_dir()), before);
 }

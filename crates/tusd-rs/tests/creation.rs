@@ -19,10 +19,7 @@ async fn post_creates_an_empty_upload_with_its_metadata() {
     )
     .await;
     let id = id_of(&url);
-    assert_eq!(
-        files_in(server.upload_dir()),
-        [id.to_owned(), format!("{id}.info")]
-    );
+    assert_eq!(uploads_in(server.upload_dir()), [storage_name(id)]);
     let r = head(&url).await;
     assert_eq!(r.headers()["upload-offset"], "0");
     assert_eq!(r.headers()["upload-length"], "5");
@@ -61,7 +58,7 @@ async fn creation_with_upload_refuses_a_body_longer_than_the_upload() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 }
 
 #[tokio::test]
@@ -136,7 +133,7 @@ async fn post_needs_exactly_one_of_length_and_defer_length() {
             "one-line reason: {text:?}"
         );
     }
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 }
 
 #[tokio::test]
@@ -165,7 +162,11 @@ async fn malformed_or_duplicate_metadata_is_400_and_creates_nothing() {
         let text = r.text().await.unwrap();
         assert_eq!(text.trim_end().lines().count(), 1, "{text:?}");
     }
-    assert_eq!(files_in(server.upload_dir()).len(), 2, "only the valid one");
+    assert_eq!(
+        uploads_in(server.upload_dir()).len(),
+        1,
+        "only the valid one"
+    );
 }
 
 #[tokio::test]

@@ -78,8 +78,8 @@ async fn sweeper_removes_expired_uploads_files() {
     let id = id_of(&url).to_owned();
     let dir = server.upload_dir().to_owned();
     eventually("sweeper removed the expired upload", 500, || {
-        let files = files_in(&dir);
-        let gone = !files.iter().any(|f| f.starts_with(&id));
+        let files = stored_names(&dir);
+        let gone = !files.iter().any(|f| f.starts_with(storage_name(&id)));
         async move { gone }
     })
     .await;
@@ -100,8 +100,8 @@ async fn expired_upload_is_410_for_get_too() {
     .await;
     assert_eq!(get_bytes(&url).await.0, 410);
     assert_eq!(
-        files_in(server.upload_dir()).len(),
-        2,
+        uploads_in(server.upload_dir()).len(),
+        1,
         "only the sweeper removes files"
     );
 }

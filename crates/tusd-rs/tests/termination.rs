@@ -19,7 +19,7 @@ async fn delete_removes_the_upload_and_its_files() {
         tus(Method::DELETE, &url).send().await.unwrap().status(),
         404
     );
-    assert!(files_in(server.upload_dir()).is_empty());
+    assert!(stored_names(server.upload_dir()).is_empty());
 }
 
 #[tokio::test]
@@ -49,5 +49,5 @@ async fn disable_termination_refuses_delete_and_keeps_the_upload() {
     let r = tus(Method::DELETE, &url).send().await.unwrap();
     assert!(r.status().is_client_error(), "{}", r.status());
     assert_eq!(offset(&url).await, 0);
-    assert_eq!(files_in(server.upload_dir()).len(), 2);
+    assert_eq!(uploads_in(server.upload_dir()).len(), 1);
 }

@@ -68,7 +68,8 @@ impl GarageServer {
             .expect("starting Garage panicked")
     }
 
-    fn start_blocking() -> GarageServer {
+    /// [`GarageServer::start`] for callers outside an async runtime.
+    pub fn start_blocking() -> GarageServer {
         let mut server = GarageServer::spawn_node(1, &rpc_secret());
         server.set_up();
         server

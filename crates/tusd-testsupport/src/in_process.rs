@@ -64,12 +64,25 @@ impl InProcessServer {
     }
 
     /// Serves `upload_dir`, which other servers may share, with `args`
-    /// (which must not name `--upload-dir` again).
+    /// (which must not name `--upload-dir` again). With
+    /// `TUSD_TEST_STORE=s3` and no `--s3-bucket` in `args`, on the S3 store
+    /// instead (see [`crate::test_store`]).
     pub async fn with_args_in(upload_dir: &Path, args: &[&str]) -> InProcessServer {
         let mut all = vec![OsStr::new("--upload-dir"), upload_dir.as_os_str()];
         all.extend(args.iter().map(OsStr::new));
-        let config = tusd_rs::Config::from_args(all)
+        let mut config = tusd_rs::Config::from_args(all)
             .unwrap_or_else(|e| panic!("tusd-rs arguments {args:?}: {e}"));
+        if config.s3_bucket.is_none() {
+            let dir = upload_dir.to_owned();
+            let place = tokio::task::spawn_blocking(move || crate::test_store::s3_place_for(&dir))
+                .await
+                .expect("starting the shared Garage panicked");
+            if let Some(place) = place {
+                config.s3_bucket = Some(place.bucket);
+                config.s3_endpoint = Some(place.endpoint);
+                config.s3_object_prefix = place.prefix;
+            }
+        }
         InProcessServer::start(config).await
     }
 

@@ -22,6 +22,8 @@
 //! - [`in_process`]: [`InProcessServer`], `tusd-rs` served by
 //!   [`tusd_rs::run`] in the test's own runtime, for every other test.
 //! - [`server`]: [`Server`], what test helpers need of either.
+//! - [`test_store`]: which store those servers use: the file store, or the
+//!   S3 store on a shared Garage with `TUSD_TEST_STORE=s3`.
 //!
 //! The `etcd` feature (on by default) brings the [`etcd`] module; without
 //! it this crate needs neither protoc nor etcd-client.
@@ -44,6 +46,7 @@ pub mod nginx;
 pub mod ports;
 pub mod server;
 pub mod store_conformance;
+pub mod test_store;
 pub mod tus_server;
 
 pub use conformance::{Outcome, Report};
@@ -57,4 +60,5 @@ pub use locker_conformance::{check_locker, clones_of, LockSpace};
 pub use nginx::Nginx;
 pub use server::Server;
 pub use store_conformance::{check_store, StoreClaims};
+pub use test_store::{s3_place_for, S3Place, TestStore};
 pub use tus_server::TusServer;

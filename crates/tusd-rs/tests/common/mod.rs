@@ -14,6 +14,10 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 pub use tusd_testsupport::Server;
 
+mod stored;
+#[allow(unused_imports)]
+pub use stored::{data_len, storage_name, stored_names, uploads_in};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
 pub const OCTETS: &str = "application/offset+octet-stream";
 
@@ -101,11 +105,6 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     };
     names.sort();
     names
-}
-
-/// Size of an upload's data file, 0 when it does not exist (yet).
-pub fn data_len(server: &impl Server, url: &str) -> u64 {
-    std::fs::metadata(server.upload_dir().join(id_of(url))).map_or(0, |m| m.len())
 }
 
 /// Polls `check` every 20 ms, at most `tries` times; panics with `what` if
