@@ -1,6 +1,7 @@
 //! tusd-rs with `--s3-bucket`: uploads over HTTP land in a real Garage in
 //! tusd's S3 layout, a chunk with a wrong checksum leaves no trace in the
-//! bucket, and a bucket that cannot be used stops the start with
+//! bucket, the expiration sweep removes expired uploads' objects and aborts
+//! their multipart uploads, and a bucket that cannot be used stops the start with
 //! one line naming the flag.
 //!
 //! One test function: the credentials come from the process environment
@@ -33,6 +34,26 @@ async fn checksum_patch(url: &str, offset: u64, body: &[u8], checksum: &str) -> 
         .unwrap()
         .status()
         .as_u16()
+}
+
+/// The ids of the multipart uploads open under `prefix`.
+async fn multipart_ids(
+    client: &tusd_s3store::aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Vec<String> {
+    let listed = client
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .unwrap();
+    listed
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id().map(str::to_owned))
+        .collect()
 }
 
 /// What the bucket holds of one upload: its objects (key, size, ETag) and
@@ -135,14 +156,14 @@ async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
     .await;
     let id = id_of(&url);
     let object = format!("srv/{}", id.split_once('+').expect("tusd's S3 id").0);
-    let head = client
+    let head_object = client
         .head_object()
         .bucket(garage.bucket())
         .key(&object)
         .send()
         .await
         .expect("the finished upload is one object");
-    assert_eq!(head.content_length(), Some(data.len() as i64));
+    assert_eq!(head_object.content_length(), Some(data.len() as i64));
     client
         .head_object()
         .bucket(garage.bucket())
@@ -184,6 +205,58 @@ async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
         "the verified chunks, byte for byte"
     );
 
+    server.shutdown().await.expect("a clean stop");
+
+    // Expiration end to end: the sweeper of a server with --expire-after
+    // removes an unfinished upload's objects and aborts its multipart upload
+    // (holding one part), and keeps a finished upload.
+    let mut args = s3(garage.bucket());
+    args[5] = "exp".to_owned();
+    args.extend(["--expire-after", "2s", "--expire-sweep-interval", "1s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = InProcessServer::with_args(&args).await;
+    let data: Vec<u8> = (0..5 * MIB + 7).map(|i| (i % 239) as u8).collect();
+    let expiring = create(&server, 2 * data.len() as u64).await;
+    assert_eq!(patch(&expiring, 0, data.clone()).await.status(), 204);
+    let kept = create(&server, 3).await;
+    assert_eq!(patch(&kept, 0, &b"abc"[..]).await.status(), 204);
+    let (object, multipart) = id_of(&expiring).split_once('+').unwrap();
+    let object = format!("exp/{object}");
+    let state = bucket_state(&client, garage.bucket(), &object, multipart).await;
+    assert!(
+        state.0.iter().any(|(key, ..)| key.ends_with(".info")) && state.1.len() == 1,
+        "before the sweep: the .info and one part; {state:?}"
+    );
+    assert!(multipart_ids(&client, garage.bucket(), "exp/")
+        .await
+        .contains(&multipart.to_owned()));
+    let (client_ref, bucket, object_ref) = (&client, garage.bucket(), &object);
+    eventually(
+        "the sweeper removed the expired upload's objects",
+        1500,
+        || async move {
+            let listed = client_ref
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(object_ref)
+                .send()
+                .await
+                .unwrap();
+            listed.contents().is_empty()
+        },
+    )
+    .await;
+    let open = multipart_ids(&client, garage.bucket(), "exp/").await;
+    assert!(
+        !open.contains(&multipart.to_owned()),
+        "its multipart upload is aborted; still open: {open:?}"
+    );
+    assert_eq!(head(&expiring).await.status(), 404);
+    assert_eq!(
+        get_bytes(&kept).await,
+        (200, b"abc".to_vec()),
+        "finished uploads stay"
+    );
     server.shutdown().await.expect("a clean stop");
 
     // A bucket that does not exist.
