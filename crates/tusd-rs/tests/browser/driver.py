@@ -168,8 +168,10 @@ def run_uppy(driver, args):
     driver.find_element(By.CSS_SELECTOR, ".uppy-StatusBar-actionBtn--upload").click()
     events.until(lambda e: e["event"] == "complete", "the upload to complete")
     if args.screenshot:
-        # The Dashboard's status bar fades into "Complete" after the event.
-        time.sleep(0.5)
+        # The Dashboard redraws its status bar as "Complete" after the event.
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, ".uppy-StatusBar.is-complete")
+        )
         driver.find_element(By.TAG_NAME, "body").screenshot(args.screenshot)
         emit("screenshot", path=args.screenshot)
 
