@@ -4,7 +4,8 @@
 //!
 //! One `reqwest::Client` serves every call, so connections to the receiver
 //! are kept alive and reused. An `https://` endpoint is verified against the
-//! system's CA certificates (rustls), unless `skip_verify`. A call is retried `retries` times, waiting
+//! system's CA certificates (rustls; loaded once, when the hook is built),
+//! unless `skip_verify`. A call is retried `retries` times, waiting
 //! `backoff` before each retry (tusd's linear backoff), when the receiver
 //! could not be reached, timed out, or answered 5xx; any other failure
 //! (4xx, wrong content type, bad JSON, too large) is final.
@@ -67,10 +68,16 @@ struct Failure {
 
 impl HttpHook {
     pub fn new(options: HttpHookOptions) -> Result<HttpHook, HookError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
-            .danger_accept_invalid_certs(options.skip_verify)
+            .danger_accept_invalid_certs(options.skip_verify);
+        if options.endpoint.starts_with("https://") && !options.skip_verify {
+            for root in system_roots()? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| HookError(format!("building the hook HTTP client: {e}")))?;
         Ok(HttpHook { options, client })
@@ -155,6 +162,27 @@ impl HttpHook {
         serde_json::from_slice(&bytes)
             .map_err(|e| fail(false, format!("failed to parse hook response: {e}")))
     }
+}
+
+/// The system's CA certificates. Some stores hold certificates rustls
+/// cannot parse; those are skipped, as reqwest's own loader does, but a
+/// store with none usable is an error: no https:// endpoint could be
+/// trusted.
+fn system_roots() -> Result<Vec<reqwest::Certificate>, HookError> {
+    let loaded = rustls_native_certs::load_native_certs();
+    let roots: Vec<_> = loaded
+        .certs
+        .iter()
+        .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+        .collect();
+    if roots.is_empty() {
+        let errors: Vec<_> = loaded.errors.iter().map(ToString::to_string).collect();
+        return Err(HookError(format!(
+            "no usable CA certificate in the system's store for an https:// hook endpoint ({})",
+            errors.join("; ")
+        )));
+    }
+    Ok(roots)
 }
 
 #[async_trait]

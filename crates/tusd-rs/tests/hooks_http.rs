@@ -582,3 +582,52 @@ async fn an_https_receiver_with_a_self_signed_certificate_needs_skip_verify() {
     assert_eq!(r.text().await.unwrap(), r#"{"message":"over quota"}"#);
     assert_eq!(receiver.calls().len(), 1);
 }
+
+/// The other side: an https:// receiver whose certificate the system's CA
+/// store holds is trusted without `--hooks-http-skip-verify`. The store is
+/// pointed at the receiver's certificate with `SSL_CERT_FILE` (read by
+/// rustls-native-certs as by OpenSSL), on a server process of its own so
+/// that no other test sees the variable.
+#[tokio::test]
+async fn an_https_receiver_in_the_system_store_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = certs::SelfSigned::new(dir.path(), "receiver");
+    let receiver = Receiver::start_https(&cert.cert, &cert.key);
+    let port = tusd_testsupport::ports::free_port();
+    let child = std::process::Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .arg("--upload-dir")
+        .arg(dir.path().join("uploads"))
+        .args(["--hooks-http", &receiver.url(), "--hooks-http-retry", "0"])
+        .env("SSL_CERT_FILE", &cert.cert)
+        .env_remove("SSL_CERT_DIR")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = KillOnDrop(child);
+    let files = format!("http://127.0.0.1:{port}/files/");
+    eventually("the server listens", 500, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let r = tus(Method::POST, &files)
+        .header("Upload-Length", "3")
+        .header("Upload-Metadata", metadata(&[("reject", "1")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the receiver's answer, over verified TLS");
+    assert_eq!(receiver.calls().len(), 1);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
