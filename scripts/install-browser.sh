@@ -7,7 +7,9 @@
 #   - Uppy and tus-js-client for the pages in examples/browser/ (pinned in
 #     examples/browser/package-lock.json) with `npm ci` into
 #     examples/browser/node_modules (gitignored), skipped when the installed
-#     tree came from this very lock file;
+#     tree came from this very lock file (npm may warn that a dependency
+#     of Uppy wants a newer node: that is for building Uppy from source; the
+#     pages load its prebuilt bundle);
 #   - Selenium (pinned in crates/tusd-rs/tests/browser/requirements.txt) into
 #     the venv at <repo>/.venv that scripts/install-clients.sh makes (run
 #     that first).
