@@ -269,6 +269,7 @@ impl State {
     /// `progress_interval` while the store writes, when it moved, carrying
     /// `progress.stopper` (tusd counts bytes read from the body, as
     /// `passed` does).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write(
         &self,
         info: &UploadInfo,
