@@ -15,6 +15,9 @@
 #
 # Environment: ROUNDS (default 3), and the bench's own TUSD_MEM_* knobs
 # (TUSD_MEM_UPLOADS, TUSD_MEM_BURST_KIB, TUSD_MEM_TRICKLE_SECS, ...).
+# With STORE=s3 the servers use the S3 store on a Garage the bench starts
+# (TUSD_TEST_STORE=s3; Garage from scripts/install-garage.sh), and only this
+# build's default variant runs unless TUSD_MEM_VARIANTS says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +26,9 @@ if [[ -n "${BEFORE_BIN:-}" ]]; then
     variants="before=$BEFORE_BIN;$variants"
 fi
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) cores"
+if [[ "${STORE:-file}" == s3 ]]; then
+    variants="s3=."
+    export TUSD_TEST_STORE=s3
+fi
 TUSD_MEM_ROUNDS="${ROUNDS:-3}" TUSD_MEM_VARIANTS="${TUSD_MEM_VARIANTS:-$variants}" \
     cargo bench -p tusd-rs --bench memory_per_upload
