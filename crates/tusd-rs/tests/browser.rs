@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::child_output::{read_output, ChildOutput};
 use common::{client, get_bytes, head, id_of, metric, metrics, offset, source_file, BIN};
 use serde_json::Value;
 use tusd_testsupport::{EtcdServer, InProcessServer, Nginx, TusServer};
@@ -134,21 +135,7 @@ impl Driver {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start driver.py: {e} ({INSTALL_HINT}?)"));
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr_pipe = child.stderr.take().expect("piped");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr_pipe.read_to_string(&mut s);
-            s
-        });
+        let ChildOutput { lines, stderr } = read_output(&mut child);
         Driver {
             stdin: child.stdin.take(),
             child,

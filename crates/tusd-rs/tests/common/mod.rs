@@ -14,7 +14,9 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 pub use tusd_testsupport::Server;
 
+pub mod child_output;
 mod stored;
+pub mod tus_clients;
 #[allow(unused_imports)]
 pub use stored::{data_len, storage_name, stored_names, uploads_in};
 
