@@ -215,6 +215,11 @@ pub struct Config {
     /// Prefix of every object key in the bucket (a `/` is added).
     #[arg(long, env = "TUSD_S3_OBJECT_PREFIX", default_value = "")]
     pub s3_object_prefix: String,
+    /// Prefix of the `.info` and `.part` objects (and `.fence`) instead of
+    /// --s3-object-prefix, e.g. to keep them apart from the uploaded files;
+    /// empty: the object prefix.
+    #[arg(long, env = "TUSD_S3_METADATA_OBJECT_PREFIX", default_value = "")]
+    pub s3_metadata_object_prefix: String,
     /// Endpoint of an S3-compatible server (e.g. http://127.0.0.1:3900),
     /// addressed path-style; AWS when not set.
     #[arg(long, env = "TUSD_S3_ENDPOINT")]

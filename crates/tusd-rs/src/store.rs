@@ -42,6 +42,7 @@ async fn install_s3(
     };
     let mut options = S3StoreOptions::new(bucket);
     options.object_prefix = cli.s3_object_prefix.clone();
+    options.metadata_object_prefix = cli.s3_metadata_object_prefix.clone();
     options.part_size = cli.s3_part_size;
     options.max_buffered_parts = cli.s3_max_buffered_parts;
     options.concurrent_part_uploads = cli.s3_concurrent_part_uploads;
@@ -50,9 +51,10 @@ async fn install_s3(
         .await
         .map_err(|e| Error::Store(format!("--s3-bucket: {e}")))?;
     let description = format!(
-        "S3 bucket {bucket} at {}, prefix {:?}",
+        "S3 bucket {bucket} at {}, prefix {:?}, metadata prefix {:?}",
         cli.s3_endpoint.as_deref().unwrap_or("AWS"),
-        store.prefix()
+        store.prefix(),
+        store.metadata_prefix()
     );
     store.use_in(composer);
     Ok(description)

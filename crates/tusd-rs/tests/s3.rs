@@ -259,6 +259,125 @@ async fn s3_bucket_selects_the_s3_store_and_bad_buckets_fail_the_start() {
     );
     server.shutdown().await.expect("a clean stop");
 
+    // --s3-metadata-object-prefix (tusd's MetadataObjectPrefix): .info,
+    // .part (and our .fence, the memory locker giving tokens) under their
+    // own prefix, only the bytes under the object prefix;
+    // a restarted server resumes from them, and the sweeper finds uploads
+    // by their .info there.
+    let mut args = s3(garage.bucket());
+    args[5] = "data".to_owned();
+    args.extend(["--s3-metadata-object-prefix", "meta"].map(String::from));
+    let with_args = |extra: &[&str]| {
+        let mut all = args.clone();
+        all.extend(extra.iter().map(|a| a.to_string()));
+        all
+    };
+    let first_args = with_args(&[]);
+    let first_args: Vec<&str> = first_args.iter().map(String::as_str).collect();
+    let server = InProcessServer::with_args(&first_args).await;
+    let data: Vec<u8> = (0..7 * MIB + 13).map(|i| (i % 233) as u8).collect();
+    let url = create(&server, data.len() as u64).await;
+    let (object_id, multipart) = id_of(&url).split_once('+').unwrap();
+    let (object_id, multipart) = (object_id.to_owned(), multipart.to_owned());
+    let part = 5 * MIB + 3;
+    let cut = part + MIB;
+    assert_eq!(patch(&url, 0, data[..part].to_vec()).await.status(), 204);
+    let r = patch(&url, part as u64, data[part..cut].to_vec()).await;
+    assert_eq!(r.status(), 204);
+    let keys = |prefix: &'static str| {
+        let client = &client;
+        let bucket = garage.bucket();
+        async move {
+            let listed = client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .send()
+                .await
+                .unwrap();
+            let mut keys: Vec<String> = listed
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect();
+            keys.sort();
+            keys
+        }
+    };
+    assert_eq!(
+        keys("meta/").await,
+        [
+            format!("meta/{object_id}.fence"),
+            format!("meta/{object_id}.info"),
+            format!("meta/{object_id}.part")
+        ],
+        "the state and the small tail under the metadata prefix"
+    );
+    assert_eq!(keys("data/").await, Vec::<String>::new());
+    let state = bucket_state(
+        &client,
+        garage.bucket(),
+        &format!("data/{object_id}"),
+        &multipart,
+    )
+    .await;
+    assert_eq!(
+        state.1.len(),
+        1,
+        "one part under the object prefix: {state:?}"
+    );
+    server.shutdown().await.expect("a clean stop");
+
+    let server = InProcessServer::with_args(&first_args).await;
+    let url = format!("{}{}", server.files_url(), id_of(&url));
+    assert_eq!(
+        offset(&url).await,
+        cut as u64,
+        "a new server reads the offset"
+    );
+    let r = patch(&url, cut as u64, data[cut..].to_vec()).await;
+    assert_eq!(r.status(), 204);
+    let (status, got) = get_bytes(&url).await;
+    assert!(
+        status == 200 && got == data,
+        "the resumed upload, byte for byte"
+    );
+    assert_eq!(keys("data/").await, [format!("data/{object_id}")]);
+    assert_eq!(
+        keys("meta/").await,
+        [
+            format!("meta/{object_id}.fence"),
+            format!("meta/{object_id}.info")
+        ]
+    );
+    server.shutdown().await.expect("a clean stop");
+
+    let sweeping = with_args(&["--expire-after", "2s", "--expire-sweep-interval", "1s"]);
+    let sweeping: Vec<&str> = sweeping.iter().map(String::as_str).collect();
+    let server = InProcessServer::with_args(&sweeping).await;
+    let expiring = create(&server, 10).await;
+    assert_eq!(patch(&expiring, 0, &b"abc"[..]).await.status(), 204);
+    let expiring_object = id_of(&expiring).split_once('+').unwrap().0.to_owned();
+    assert!(keys("meta/")
+        .await
+        .contains(&format!("meta/{expiring_object}.part")));
+    let (keys, finished) = (
+        &keys,
+        &[
+            format!("meta/{object_id}.fence"),
+            format!("meta/{object_id}.info"),
+        ],
+    );
+    eventually(
+        "the sweeper removed the expired upload's .info and .part",
+        1500,
+        || async move { keys("meta/").await == finished },
+    )
+    .await;
+    let url = format!("{}{}", server.files_url(), id_of(&url));
+    assert_eq!(get_bytes(&url).await, (200, data), "finished uploads stay");
+    server.shutdown().await.expect("a clean stop");
+
     // A bucket that does not exist.
     let args = s3("no-such-bucket");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

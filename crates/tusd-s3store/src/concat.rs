@@ -40,7 +40,7 @@ pub(crate) async fn concat(
     }
     let mut sources = Vec::with_capacity(partials.len());
     for id in partials {
-        let keys = UploadKeys::new(&inner.prefix, id)?;
+        let keys = UploadKeys::new(&inner.prefixes, id)?;
         let partial = load(inner, &keys).await?;
         if !partial.info.is_complete() {
             return Err(StoreError::Io(std::io::Error::other(format!(

@@ -1,4 +1,4 @@
-//! Fencing on S3: the `{prefix}{object id}.fence` object records the newest
+//! Fencing on S3: the `{metadata prefix}{object id}.fence` object records the newest
 //! lock token that changed the upload, and a call with an older token is
 //! refused with `Fenced` before it touches anything.
 //!

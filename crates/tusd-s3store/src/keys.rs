@@ -3,8 +3,9 @@
 //!
 //! An id is tusd's `{object id}+{multipart upload id}`; the object id is
 //! ours (32 hex digits), the multipart upload id the server's. Objects:
-//! `{prefix}{object id}` (the finished upload), `{prefix}{object id}.info`,
-//! `{prefix}{object id}.part` and, ours only, `{prefix}{object id}.fence`.
+//! `{prefix}{object id}` (the finished upload) and, under the metadata
+//! prefix (the object prefix unless tusd's `MetadataObjectPrefix` is set),
+//! `{metadata prefix}{object id}.info`, `.part` and, ours only, `.fence`.
 
 use tusd_core::{StoreError, UploadId};
 
@@ -20,11 +21,39 @@ pub(crate) struct UploadKeys {
 }
 
 /// The prefix as tusd uses it: with a trailing `/` unless empty.
-pub(crate) fn normalise_prefix(prefix: &str) -> String {
+fn normalise_prefix(prefix: &str) -> String {
     if prefix.is_empty() || prefix.ends_with('/') {
         prefix.to_owned()
     } else {
         format!("{prefix}/")
+    }
+}
+
+/// The two prefixes of the layout, normalised. tusd lets the small objects
+/// an upload needs while it runs (`.info`, `.part`) live apart from the
+/// uploaded bytes, e.g. so that a bucket's data prefix holds only finished
+/// files for whoever reads them; `.fence` goes with them.
+#[derive(Clone, Debug)]
+pub(crate) struct Prefixes {
+    /// Where the uploads' bytes (the multipart uploads, then the objects) go.
+    pub(crate) object: String,
+    /// Where `.info`, `.part` and `.fence` go.
+    pub(crate) metadata: String,
+}
+
+impl Prefixes {
+    /// As tusd reads its options: an empty metadata prefix means the
+    /// object prefix.
+    pub(crate) fn new(object: &str, metadata: &str) -> Prefixes {
+        let metadata = if metadata.is_empty() {
+            object
+        } else {
+            metadata
+        };
+        Prefixes {
+            object: normalise_prefix(object),
+            metadata: normalise_prefix(metadata),
+        }
     }
 }
 
@@ -39,10 +68,10 @@ fn is_object_id(object_id: &str) -> bool {
 }
 
 impl UploadKeys {
-    /// The keys of `id` under `prefix` (normalised); `NotFound` for an id
-    /// that is not `{object id}+{multipart id}` with an object id this
-    /// store could have made.
-    pub(crate) fn new(prefix: &str, id: &UploadId) -> Result<UploadKeys, StoreError> {
+    /// The keys of `id` under `prefixes`; `NotFound` for an id that is not
+    /// `{object id}+{multipart id}` with an object id this store could have
+    /// made.
+    pub(crate) fn new(prefixes: &Prefixes, id: &UploadId) -> Result<UploadKeys, StoreError> {
         let (object_id, multipart_id) = id.as_str().rsplit_once('+').ok_or(StoreError::NotFound)?;
         if !is_object_id(object_id) || multipart_id.is_empty() {
             return Err(StoreError::NotFound);
@@ -50,10 +79,10 @@ impl UploadKeys {
         Ok(UploadKeys {
             id: id.clone(),
             multipart_id: multipart_id.to_owned(),
-            object: format!("{prefix}{object_id}"),
-            info: format!("{prefix}{object_id}.info"),
-            part: format!("{prefix}{object_id}.part"),
-            fence: format!("{prefix}{object_id}.fence"),
+            object: format!("{}{object_id}", prefixes.object),
+            info: format!("{}{object_id}.info", prefixes.metadata),
+            part: format!("{}{object_id}.part", prefixes.metadata),
+            fence: format!("{}{object_id}.fence", prefixes.metadata),
         })
     }
 }
@@ -71,13 +100,24 @@ mod tests {
     #[test]
     fn keys_follow_tusds_layout() {
         let id = UploadId::parse("abc+mp.1~x").unwrap();
-        let keys = UploadKeys::new("up/", &id).unwrap();
+        let keys = UploadKeys::new(&Prefixes::new("up", ""), &id).unwrap();
         assert_eq!(keys.multipart_id, "mp.1~x");
         assert_eq!(keys.object, "up/abc");
         assert_eq!(keys.info, "up/abc.info");
         assert_eq!(keys.part, "up/abc.part");
-        assert_eq!(normalise_prefix("up"), "up/");
+        assert_eq!(keys.fence, "up/abc.fence");
+        assert_eq!(normalise_prefix("up/"), "up/");
         assert_eq!(normalise_prefix(""), "");
+    }
+
+    #[test]
+    fn metadata_objects_go_under_their_own_prefix() {
+        let id = UploadId::parse("abc+mp").unwrap();
+        let keys = UploadKeys::new(&Prefixes::new("", "meta"), &id).unwrap();
+        assert_eq!(keys.object, "abc");
+        assert_eq!(keys.info, "meta/abc.info");
+        assert_eq!(keys.part, "meta/abc.part");
+        assert_eq!(keys.fence, "meta/abc.fence");
     }
 
     #[test]
@@ -85,7 +125,10 @@ mod tests {
         for bad in ["abc", "abc+", "+mp", "a.info+mp", "a.b+mp", "a~b+mp"] {
             let id = UploadId::parse(bad).unwrap();
             assert!(
-                matches!(UploadKeys::new("", &id), Err(StoreError::NotFound)),
+                matches!(
+                    UploadKeys::new(&Prefixes::new("", ""), &id),
+                    Err(StoreError::NotFound)
+                ),
                 "{bad}"
             );
         }

@@ -20,6 +20,9 @@
 //! - `{prefix}{object id}.fence`: ours only, the newest fencing token that
 //!   changed the upload (see `fence`); tusd ignores it.
 //!
+//! With tusd's `MetadataObjectPrefix` (`--s3-metadata-object-prefix`),
+//! `.info`, `.part` and `.fence` go under that prefix instead.
+//!
 //! The offset is recorded nowhere: it is the sum of the part sizes S3 lists
 //! plus the size of `.part` (the object's size once finished), so a restart,
 //! a crash or another server can never disagree with the bytes stored.
@@ -81,8 +84,7 @@ pub use aws_sdk_s3;
 pub(crate) struct Inner {
     pub(crate) client: aws_sdk_s3::Client,
     pub(crate) bucket: String,
-    /// Normalised: empty or ending in `/`.
-    pub(crate) prefix: String,
+    pub(crate) prefixes: keys::Prefixes,
     pub(crate) options: S3StoreOptions,
     /// Part uploads (and copies) in flight for the whole store.
     pub(crate) upload_slots: tokio::sync::Semaphore,

@@ -31,6 +31,10 @@ pub struct S3StoreOptions {
     /// Prepended to every key; a `/` is added when it is not empty and does
     /// not end with one, as tusd does (`--s3-object-prefix`).
     pub object_prefix: String,
+    /// Prepended instead to the keys of `.info`, `.part` and `.fence`
+    /// (tusd's `MetadataObjectPrefix`, `--s3-metadata-object-prefix`);
+    /// empty: the object prefix. Normalised the same way.
+    pub metadata_object_prefix: String,
     /// The size parts are cut to (`--s3-part-size`); bigger for uploads
     /// that would otherwise need more than 10,000 parts. At least 5 MiB.
     pub part_size: u64,
@@ -56,6 +60,7 @@ impl S3StoreOptions {
         S3StoreOptions {
             bucket: bucket.into(),
             object_prefix: String::new(),
+            metadata_object_prefix: String::new(),
             part_size: DEFAULT_PART_SIZE,
             max_buffered_parts: DEFAULT_MAX_BUFFERED_PARTS,
             concurrent_part_uploads: DEFAULT_CONCURRENT_PART_UPLOADS,

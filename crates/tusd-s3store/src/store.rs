@@ -16,7 +16,7 @@ use tusd_core::{
 use crate::client::{check_bucket, s3_client, ConnectError, S3ClientConfig};
 use crate::complete::abort;
 use crate::error::io;
-use crate::keys::{new_object_id, normalise_prefix, UploadKeys};
+use crate::keys::{new_object_id, Prefixes, UploadKeys};
 use crate::options::S3StoreOptions;
 use crate::state::{load, write_info, Multipart};
 use crate::{complete, concat, fence, read, stage, write, Inner};
@@ -32,7 +32,7 @@ impl std::fmt::Debug for S3Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Store")
             .field("bucket", &self.inner.bucket)
-            .field("prefix", &self.inner.prefix)
+            .field("prefixes", &self.inner.prefixes)
             .finish()
     }
 }
@@ -45,7 +45,7 @@ impl S3Store {
             inner: Arc::new(Inner {
                 client,
                 bucket: options.bucket.clone(),
-                prefix: normalise_prefix(&options.object_prefix),
+                prefixes: Prefixes::new(&options.object_prefix, &options.metadata_object_prefix),
                 upload_slots: Semaphore::new(options.concurrent_part_uploads.max(1)),
                 endpoint: "AWS S3".to_owned(),
                 options,
@@ -100,13 +100,20 @@ impl S3Store {
         &self.inner.bucket
     }
 
-    /// The key prefix as used (with its trailing `/` unless empty).
+    /// The prefix of the uploads' bytes as used (with its trailing `/`
+    /// unless empty).
     pub fn prefix(&self) -> &str {
-        &self.inner.prefix
+        &self.inner.prefixes.object
+    }
+
+    /// The prefix of `.info`, `.part` and `.fence` as used: the object
+    /// prefix unless a metadata prefix was set.
+    pub fn metadata_prefix(&self) -> &str {
+        &self.inner.prefixes.metadata
     }
 
     fn keys(&self, id: &UploadId) -> Result<UploadKeys, StoreError> {
-        UploadKeys::new(&self.inner.prefix, id)
+        UploadKeys::new(&self.inner.prefixes, id)
     }
 }
 
@@ -118,7 +125,7 @@ impl DataStore for S3Store {
     async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         let inner = &self.inner;
         let object_id = new_object_id();
-        let object = format!("{}{object_id}", inner.prefix);
+        let object = format!("{}{object_id}", inner.prefixes.object);
         let mut create = inner
             .client
             .create_multipart_upload()
@@ -276,7 +283,7 @@ impl ChunkStager for S3Store {
 
 #[async_trait]
 impl Lister for S3Store {
-    /// Every `{prefix}{object id}.info` directly under the prefix, by the
+    /// Every `{object id}.info` directly under the metadata prefix, by the
     /// id it records (one GET each, 16 at a time): the id holds the
     /// multipart upload id, which the key does not.
     async fn list_uploads(&self) -> Result<Vec<UploadId>, StoreError> {
@@ -286,12 +293,12 @@ impl Lister for S3Store {
             .client
             .list_objects_v2()
             .bucket(&inner.bucket)
-            .prefix(&inner.prefix)
+            .prefix(&inner.prefixes.metadata)
             .delimiter("/")
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| io("ListObjectsV2", &inner.prefix, e))?;
+            let page = page.map_err(|e| io("ListObjectsV2", &inner.prefixes.metadata, e))?;
             for object in page.contents() {
                 if let Some(key) = object.key().filter(|k| k.ends_with(".info")) {
                     info_keys.push(key.to_owned());
@@ -322,7 +329,7 @@ async fn recorded_id(inner: &Inner, key: &str) -> Result<Option<UploadId>, Store
         return Ok(None);
     };
     let id = UploadId::parse(&info.id);
-    Ok(id.filter(|id| UploadKeys::new(&inner.prefix, id).is_ok_and(|keys| keys.info == key)))
+    Ok(id.filter(|id| UploadKeys::new(&inner.prefixes, id).is_ok_and(|keys| keys.info == key)))
 }
 
 /// The upload's metadata as S3 object metadata, for the finished object:
