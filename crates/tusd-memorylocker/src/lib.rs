@@ -112,6 +112,8 @@ impl Locker for MemoryLocker {
             let mut state = self.shared.state.lock().unwrap();
             if let Some(holder) = state.held.get_mut(id) {
                 holder.signals.request_release();
+                // Callers that gave up leave no trace behind a long hold.
+                holder.waiters.retain(|w| !w.is_closed());
                 let (tx, rx) = oneshot::channel();
                 holder.waiters.push_back(tx);
                 rx
@@ -164,7 +166,9 @@ impl Release for MemoryRelease {
                 continue;
             }
             let (lock, mut holder) = self.shared.grant(&mut state, &self.id);
-            if !waiters.is_empty() {
+            // Asked to hand on only for someone still waiting: a PATCH
+            // stopped for a caller that gave up would store nothing.
+            if waiters.iter().any(|w| !w.is_closed()) {
                 holder.signals.request_release();
             }
             holder.waiters = waiters;
@@ -268,7 +272,17 @@ mod tests {
         assert_eq!(locker.held_count(), 0);
     }
 
+    /// How many wait for `upload` and have not given up.
     fn queued(locker: &MemoryLocker, upload: &str) -> usize {
+        let state = locker.shared.state.lock().unwrap();
+        state
+            .held
+            .get(&id(upload))
+            .map_or(0, |h| h.waiters.iter().filter(|w| !w.is_closed()).count())
+    }
+
+    /// How many places the queue holds, counting those that gave up.
+    fn queue_len(locker: &MemoryLocker, upload: &str) -> usize {
         let state = locker.shared.state.lock().unwrap();
         state.held.get(&id(upload)).map_or(0, |h| h.waiters.len())
     }
@@ -301,7 +315,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiter_that_gave_up_is_skipped() {
+    async fn a_cancelled_waiter_leaves_the_queue_and_the_hand_off_goes_on() {
+        let locker = MemoryLocker::new();
+        let first = locker.lock(&id("a"), soon(100)).await.unwrap();
+        let mut waiters = Vec::new();
+        for n in 0..3 {
+            let waiter = locker.clone();
+            waiters.push(tokio::spawn(async move {
+                waiter.lock(&id("a"), soon(10_000)).await
+            }));
+            while queued(&locker, "a") < n + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        // The middle one is cancelled, as a request whose client went away.
+        waiters[1].abort();
+        assert!(waiters.remove(1).await.unwrap_err().is_cancelled());
+        assert_eq!(queued(&locker, "a"), 2);
+        first.unlock().await.unwrap();
+        let second = waiters.remove(0).await.unwrap().unwrap();
+        assert!(
+            second.signals().is_release_requested(),
+            "the third still waits"
+        );
+        second.unlock().await.unwrap();
+        let third = waiters.remove(0).await.unwrap().unwrap();
+        assert!(
+            !third.signals().is_release_requested(),
+            "nobody waits behind the third"
+        );
+        third.unlock().await.unwrap();
+        assert_eq!(locker.held_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_leaves_the_queue() {
         let locker = MemoryLocker::new();
         let first = locker.lock(&id("a"), soon(100)).await.unwrap();
         assert_eq!(
@@ -312,9 +360,10 @@ mod tests {
             let locker = locker.clone();
             tokio::spawn(async move { locker.lock(&id("a"), soon(10_000)).await })
         };
-        while queued(&locker, "a") < 2 {
+        while queued(&locker, "a") < 1 {
             tokio::task::yield_now().await;
         }
+        assert_eq!(queue_len(&locker, "a"), 1, "the one that gave up left");
         first.unlock().await.unwrap();
         let next = patient.await.unwrap().unwrap();
         assert!(!next.signals().is_release_requested());
