@@ -87,11 +87,12 @@ fn read_info(paths: &UploadPaths) -> Result<Vec<u8>, StoreError> {
     Ok(json)
 }
 
-/// Replaces the `.info` with `info`, atomically (see the module docs).
-pub(crate) fn store(paths: &UploadPaths, info: &UploadInfo) -> Result<(), StoreError> {
+/// Replaces the `.info` with `info`, atomically (see the module docs); with
+/// `sync` the new JSON is on disk before the rename makes it the `.info`.
+pub(crate) fn store(paths: &UploadPaths, info: &UploadInfo, sync: bool) -> Result<(), StoreError> {
     let json = serde_json::to_vec(info).map_err(|e| StoreError::Io(io::Error::other(e)))?;
     let tmp = temp_path(paths);
-    let written = write_synced(&tmp, &json).and_then(|()| fs::rename(&tmp, &paths.info));
+    let written = write_new(&tmp, &json, sync).and_then(|()| fs::rename(&tmp, &paths.info));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::Io(e));
@@ -109,10 +110,13 @@ fn temp_path(paths: &UploadPaths) -> PathBuf {
         .with_file_name(format!(".{name}.{nonce:016x}.tmp"))
 }
 
-fn write_synced(path: &PathBuf, bytes: &[u8]) -> io::Result<()> {
+fn write_new(path: &PathBuf, bytes: &[u8], sync: bool) -> io::Result<()> {
     let mut file = create_new(path)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Creates a file that must not exist yet, with tusd's permissions (0664)
@@ -146,7 +150,7 @@ mod tests {
             offset: 0,
             ..UploadInfo::default()
         };
-        store(&paths, &info).unwrap();
+        store(&paths, &info, true).unwrap();
         let loaded = load(&paths).unwrap();
         assert_eq!(loaded.offset, 5);
         assert_eq!(loaded.size, 10);
@@ -157,8 +161,8 @@ mod tests {
     fn replacing_leaves_no_temporary_files() {
         let dir = tempfile::tempdir().unwrap();
         let paths = upload_in(dir.path());
-        store(&paths, &UploadInfo::default()).unwrap();
-        store(&paths, &UploadInfo::default()).unwrap();
+        store(&paths, &UploadInfo::default(), false).unwrap();
+        store(&paths, &UploadInfo::default(), false).unwrap();
         let mut names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -174,7 +178,7 @@ mod tests {
         assert!(matches!(load(&paths), Err(StoreError::NotFound)));
         fs::write(&paths.info, b"{not json").unwrap();
         assert!(matches!(load(&paths), Err(StoreError::Corrupt(_))));
-        store(&paths, &UploadInfo::default()).unwrap();
+        store(&paths, &UploadInfo::default(), false).unwrap();
         fs::remove_file(&paths.data).unwrap();
         assert!(matches!(load(&paths), Err(StoreError::NotFound)));
     }
@@ -227,7 +231,7 @@ mod tests {
     fn a_data_file_that_is_no_regular_file_or_too_long_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let paths = upload_in(dir.path());
-        store(&paths, &sized(3)).unwrap();
+        store(&paths, &sized(3), false).unwrap();
         assert!(corrupt(&paths).contains("more than the upload's length"));
         fs::remove_file(&paths.data).unwrap();
         fs::create_dir(&paths.data).unwrap();
@@ -243,7 +247,7 @@ mod tests {
         let paths = upload_in(dir.path());
         let mut other = sized(10);
         other.id = "someone-else".into();
-        store(&paths, &other).unwrap();
+        store(&paths, &other, false).unwrap();
         assert_eq!(load(&paths).unwrap().id, "abc");
     }
 }

@@ -26,6 +26,7 @@
 //! # Layout
 //! - `store`: [`FileStore`], the `DataStore` implementation, one short
 //!   method per operation.
+//! - `durability`: [`Durability`], what is synced to disk and when.
 //! - `paths`: the two paths of an upload; the only place that turns an id
 //!   into a path.
 //! - `info_file`: reading the `.info` (distrustfully) and replacing it atomically.
@@ -39,10 +40,12 @@
 mod append;
 mod blocking;
 mod data_file;
+mod durability;
 mod fence;
 mod id;
 mod info_file;
 mod paths;
 mod store;
 
+pub use durability::Durability;
 pub use store::FileStore;

@@ -16,6 +16,7 @@ use tusd_core::{
 use crate::append::append;
 use crate::blocking;
 use crate::data_file::{self, Access};
+use crate::durability::Durability;
 use crate::fence::Fence;
 use crate::id::new_upload_id;
 use crate::info_file;
@@ -25,10 +26,12 @@ use crate::paths::{id_of_info_file, UploadPaths};
 const READ_BUFFER: usize = 256 * 1024;
 
 /// Uploads stored as files in one directory, in tusd's `filestore` layout
-/// (see the crate docs). Cheap to share: it holds only the directory path.
+/// (see the crate docs). Cheap to share: it holds only the directory path
+/// and what to sync.
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
+    durability: Durability,
 }
 
 impl FileStore {
@@ -36,7 +39,21 @@ impl FileStore {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<FileStore> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        Ok(FileStore { dir })
+        Ok(FileStore {
+            dir,
+            durability: Durability::default(),
+        })
+    }
+
+    /// The same store, syncing what `durability` promises (see
+    /// [`Durability`]; the default is [`Durability::Complete`]).
+    pub fn with_durability(self, durability: Durability) -> FileStore {
+        FileStore { durability, ..self }
+    }
+
+    /// What this store syncs.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Makes this store the composer's data store, with every optional
@@ -70,10 +87,11 @@ impl DataStore for FileStore {
     /// is left behind.
     async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         let dir = self.dir.clone();
+        let sync = self.durability.syncs_state();
         blocking::run(move || {
             let (id, paths) = create_data_file(&dir, upload.id.as_ref())?;
             let info = upload.into_info(&id, storage_fields(&paths));
-            if let Err(e) = info_file::store(&paths, &info) {
+            if let Err(e) = info_file::store(&paths, &info, sync) {
                 let _ = fs::remove_file(&paths.data);
                 return Err(e);
             }
@@ -95,6 +113,28 @@ impl DataStore for FileStore {
         chunk: ChunkStream,
     ) -> Result<u64, StoreError> {
         append(self.paths(id)?, offset, fence, chunk).await
+    }
+
+    /// With [`Durability::Complete`], syncs the data file and the directory
+    /// (which holds the names of the data file and the `.info`; the `.info`'s
+    /// contents were synced when written), so the completing `204` is
+    /// never followed by a shorter or missing file after a power loss.
+    async fn finish_upload(
+        &self,
+        id: &UploadId,
+        _fence: Option<&FencingToken>,
+    ) -> Result<(), StoreError> {
+        if !self.durability.syncs_completion() {
+            return Ok(());
+        }
+        let paths = self.paths(id)?;
+        let dir = self.dir.clone();
+        blocking::run(move || {
+            data_file::open(&paths.data, Access::Read)?.sync_data()?;
+            fs::File::open(&dir)?.sync_all()?;
+            Ok(())
+        })
+        .await
     }
 
     /// The reader ends early if the upload holds fewer than `start + len`
@@ -145,13 +185,14 @@ impl LengthDeferrer for FileStore {
     ) -> Result<(), StoreError> {
         let paths = self.paths(id)?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
+        let sync = self.durability.syncs_state();
         blocking::run(move || {
             let data = data_file::open(&paths.data, Access::Read)?;
             let _entered = fence.enter(&data, None)?;
             let mut info = info_file::load(&paths)?;
             info.size = size;
             info.size_is_deferred = false;
-            info_file::store(&paths, &info)
+            info_file::store(&paths, &info, sync)
         })
         .await
     }
@@ -208,6 +249,7 @@ impl Concater for FileStore {
             .map(|p| Ok(self.paths(p)?.data))
             .collect::<Result<Vec<PathBuf>, StoreError>>()?;
         let mut fence = Fence::new(paths.fence.clone(), fence);
+        let sync = self.durability.syncs_state();
         blocking::run(move || {
             let target = data_file::open(&paths.data, Access::Write)?;
             let _entered = fence.enter(&target, None)?;
@@ -220,7 +262,7 @@ impl Concater for FileStore {
             let mut info = info_file::load(&paths)?;
             info.size = total;
             info.size_is_deferred = false;
-            info_file::store(&paths, &info)
+            info_file::store(&paths, &info, sync)
         })
         .await
     }

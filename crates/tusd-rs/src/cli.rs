@@ -39,6 +39,12 @@ pub struct Config {
     /// Directory of the file store (created if missing; several servers may share it).
     #[arg(long, env = "TUSD_UPLOAD_DIR", default_value = "./data")]
     pub upload_dir: PathBuf,
+    /// What the file store syncs to disk: none (nothing, as tusd does),
+    /// create (each .info, before it is renamed into place) or complete
+    /// (create, plus a completed upload's bytes before its 204). See
+    /// docs/reliability.md.
+    #[arg(long, env = "TUSD_DURABILITY", default_value = "complete")]
+    pub durability: tusd_filestore::Durability,
     /// Largest upload accepted in bytes (0: no limit).
     #[arg(long, env = "TUSD_MAX_SIZE", default_value_t = 0)]
     pub max_size: u64,

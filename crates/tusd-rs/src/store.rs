@@ -20,8 +20,13 @@ pub async fn install(cli: &Config, composer: &mut StoreComposer) -> Result<Strin
                     path: cli.upload_dir.clone(),
                     source,
                 })?
+                .with_durability(cli.durability)
                 .use_in(composer);
-            Ok(format!("upload dir {}", cli.upload_dir.display()))
+            Ok(format!(
+                "upload dir {}, durability {}",
+                cli.upload_dir.display(),
+                cli.durability
+            ))
         }
     }
 }
