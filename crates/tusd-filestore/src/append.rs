@@ -30,7 +30,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::task::JoinHandle;
 use tusd_core::{ChunkStream, FencingToken, StoreError};
 
-use crate::blocking::{self, join_error};
+use crate::blocking::join_error;
 use crate::data_file::{self, Access};
 use crate::fence::Fence;
 use crate::paths::UploadPaths;
@@ -60,15 +60,33 @@ pub(crate) async fn append(
 async fn append_owned(
     path: PathBuf,
     offset: u64,
-    fence: Fence,
+    mut fence: Fence,
     mut body: ChunkStream,
 ) -> Result<u64, StoreError> {
-    let file = blocking::run(move || open_at(&path, offset)).await?;
-    let mut appended = 0;
-    let mut fence = Some(fence);
+    // The first batch is gathered before the file is opened, so that opening
+    // and writing it is one trip to the blocking pool: a small upload's body
+    // usually arrives with its head, and then costs that one trip in all.
+    let (first, mut end) = next_batch(&mut body).await;
+    let (file, returned, written) = tokio::task::spawn_blocking(move || {
+        let file = open_at(&path, offset);
+        let written = match &file {
+            Ok(file) if !first.is_empty() => write_fenced(file, &mut fence, offset, &first),
+            _ => Ok(0),
+        };
+        (file, fence, written)
+    })
+    .await
+    .map_err(join_error)?;
+    let file = file?;
+    let mut appended = written?;
+    let mut fence = Some(returned);
     let mut in_flight: Option<BatchWrite> = None;
     let end = loop {
-        let (batch, end) = next_batch(&mut body).await;
+        if let Some(end) = end.take() {
+            break end;
+        }
+        let (batch, next_end) = next_batch(&mut body).await;
+        end = next_end;
         if let Some(write) = in_flight.take() {
             let (returned, written) = write.await.map_err(join_error)?;
             fence = Some(returned);
@@ -82,9 +100,6 @@ async fn append_owned(
                 let written = write_fenced(&file, &mut batch_fence, expected, &batch);
                 (batch_fence, written)
             }));
-        }
-        if let Some(end) = end {
-            break end;
         }
     };
     if let Some(write) = in_flight {

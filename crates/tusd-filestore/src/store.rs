@@ -100,9 +100,13 @@ impl DataStore for FileStore {
         .await
     }
 
+    /// Reads the `.info` and stats the data file on the calling thread, not
+    /// on the blocking pool: two small reads from the page cache cost less
+    /// than the two thread switches of a trip there, and a HEAD makes up to
+    /// two of these calls. On a directory where a read can stall (a network
+    /// file system), that stall is the worker thread's.
     async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        let paths = self.paths(id)?;
-        blocking::run(move || info_file::load(&paths)).await
+        info_file::load(&self.paths(id)?)
     }
 
     async fn write_chunk(
