@@ -206,6 +206,46 @@ async fn waiters_take_turns_and_survive_a_waiter_giving_up() {
     .await;
 }
 
+/// Waiters in several processes are served in the order their keys were
+/// created (etcd's `concurrency.Mutex` order): each watches only its
+/// predecessor, and a free-lock Txn succeeds only on an empty range, so no
+/// newcomer can take the lock from a waiter in line.
+#[tokio::test]
+async fn waiters_in_other_processes_are_served_in_the_order_they_queued() {
+    let server = EtcdServer::start().await;
+    let client = server.client().await;
+    let holder = Etcd3Locker::new(server.client().await);
+    let held = holder.lock(&id("fifo"), in_secs(5)).await.unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for n in 0..4 {
+        let locker = Etcd3Locker::new(server.client().await);
+        let order = order.clone();
+        waiters.push(tokio::spawn(async move {
+            let lock = locker.lock(&id("fifo"), in_secs(30)).await.unwrap();
+            order.lock().unwrap().push((n, crate::token(&lock)));
+            lock.unlock().await.unwrap();
+        }));
+        eventually("the waiter's key is written", || async {
+            keys(&client, "/tusdfifo/").await.len() == n + 2
+        })
+        .await;
+    }
+    held.unlock().await.unwrap();
+    for waiter in waiters {
+        must("every waiter gets the lock", 30, waiter)
+            .await
+            .unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    let served: Vec<usize> = order.iter().map(|(n, _)| *n).collect();
+    assert_eq!(served, [0, 1, 2, 3], "served in queueing order");
+    assert!(
+        order.windows(2).all(|w| w[0].1 < w[1].1),
+        "tokens rise: {order:?}"
+    );
+}
+
 /// A lock attempt whose Txn reaches etcd but gets no answer before its
 /// deadline (etcd paused) may commit once etcd resumes, possibly after the
 /// locker's first delete. The locker keeps deleting until the key is surely
