@@ -6,12 +6,15 @@
 #   head                     HEAD, each connection on its own upload
 # Each round runs every workload against every binary in turn, each on a
 # fresh upload directory; the first round of each binary checks what it
-# stored. Prints requests/s per round and the median.
+# stored. Prints, per round, requests/s and the server's CPU time and
+# context switches per request (read from /proc: they separate two builds
+# even on a machine too busy for the rates to), then the medians.
 #
 # Environment: ROUNDS (3), SECS (10 per run), CONNS (32), WRK_THREADS (1),
 # BEFORE_BIN=/path/to/other/tusd-rs to compare with another build
 # (git worktree add /tmp/before <rev> && cargo build --release -p tusd-rs
-# --manifest-path /tmp/before/Cargo.toml), EXTRA_ARGS for both servers.
+# --manifest-path /tmp/before/Cargo.toml), CURRENT_BIN to use a build of
+# this tree made elsewhere instead of building it, EXTRA_ARGS for both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,9 +22,9 @@ if ! command -v wrk >/dev/null; then
     echo "installing wrk from Debian (apt-get)" >&2
     (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
 fi
-cargo build --release -q -p tusd-rs
+[[ -n "${CURRENT_BIN:-}" ]] || cargo build --release -q -p tusd-rs
 rounds=${ROUNDS:-3} secs=${SECS:-10} conns=${CONNS:-32} threads=${WRK_THREADS:-1}
-bins=("current=$root/target/release/tusd-rs")
+bins=("current=${CURRENT_BIN:-$root/target/release/tusd-rs}")
 [[ -n "${BEFORE_BIN:-}" ]] && bins=("before=$BEFORE_BIN" "${bins[@]}")
 work=$(mktemp -d "$root/target/bench-requests.XXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -43,19 +46,32 @@ start() {
     echo "server $1 did not start:" >&2; cat "$dir.log" >&2; exit 1
 }
 
-run_wrk() { # SCRIPT -> requests/s
-    wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$root/crates/tusd-rs/benches/wrk/$1" \
-        "http://127.0.0.1:$port/files/" | awk '/Requests\/sec/ {print $2}'
+# The server's CPU time (clock ticks) and context switches (all threads) so
+# far: per request, they tell builds apart even when the machine is too busy
+# for the rates to.
+server_cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+server_ctx() { cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n}'; }
+
+run_wrk() { # SCRIPT -> "requests/s cpu-us/request switches/request"
+    local cpu0 ctx0 out
+    cpu0=$(server_cpu) ctx0=$(server_ctx)
+    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$root/crates/tusd-rs/benches/wrk/$1" \
+        "http://127.0.0.1:$port/files/")
+    echo "$out" | awk -v cpu="$(( $(server_cpu) - cpu0 ))" -v ctx="$(( $(server_ctx) - ctx0 ))" \
+        -v hz="$(getconf CLK_TCK)" '
+        / requests in / {n = $1}
+        /Requests\/sec/ {rate = $2}
+        END {printf "%s %.1f %.2f\n", rate, cpu * 1e6 / hz / n, ctx / n}'
 }
 
-declare -A results
+declare -A results cpus
 checked=""
 for round in $(seq "$rounds"); do
     for entry in "${bins[@]}"; do
         name=${entry%%=*} bin=${entry#*=}
         for kib in 16 64; do
             start "$name" "$bin"
-            rate=$(TUSD_WRK_BODY_KIB=$kib run_wrk create.lua)
+            read -r rate cpu ctx < <(TUSD_WRK_BODY_KIB=$kib run_wrk create.lua)
             if [[ " $checked " != *" $name-$kib "* ]]; then
                 # uploads created, and how many hold exactly their body (the
                 # few the end of the run cut short may hold less)
@@ -66,7 +82,8 @@ for round in $(seq "$rounds"); do
             fi
             kill "$pid"; wait "$pid" 2>/dev/null || true
             results["$name create-${kib}k"]+="$rate "
-            echo "round $round $name create-${kib}k: $rate req/s"
+            cpus["$name create-${kib}k"]+="$cpu "
+            echo "round $round $name create-${kib}k: $rate req/s, server $cpu us CPU and $ctx context switches per request"
         done
         start "$name" "$bin"
         paths="$dir.paths"; : >"$paths"
@@ -76,16 +93,18 @@ for round in $(seq "$rounds"); do
                 | tr -d '\r' | sed -E 's#^https?://[^/]+##' >>"$paths"
         done
         [[ $(wc -l <"$paths") == "$conns" ]] || { echo "could not create uploads for HEAD" >&2; exit 1; }
-        rate=$(TUSD_WRK_PATHS=$paths run_wrk head.lua)
+        read -r rate cpu ctx < <(TUSD_WRK_PATHS=$paths run_wrk head.lua)
         kill "$pid"; wait "$pid" 2>/dev/null || true
         results["$name head"]+="$rate "
-        echo "round $round $name head: $rate req/s"
+        cpus["$name head"]+="$cpu "
+        echo "round $round $name head: $rate req/s, server $cpu us CPU and $ctx context switches per request"
     done
 done
 echo
-echo "median requests/s:"
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "median requests/s, and median server CPU us per request:"
 for key in "${!results[@]}"; do
-    printf '%-22s %s   (rounds: %s)\n' "$key" \
-        "$(echo "${results[$key]}" | tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" \
-        "${results[$key]}"
+    printf '%-22s %s   (rounds: %s)   cpu %s us   (rounds: %s)\n' "$key" \
+        "$(echo "${results[$key]}" | median)" "${results[$key]}" \
+        "$(echo "${cpus[$key]}" | median)" "${cpus[$key]}"
 done | sort
