@@ -7,8 +7,9 @@
 //!   task still writes everything the stream yields until the stream ends.
 //!   When the stream ends in an error, the bytes before the error are
 //!   written first and the error is returned after.
-//! - **Bounded memory.** At most two batches are held: one being written on
-//!   the blocking pool while the next is gathered from the stream. A batch
+//! - **Bounded memory.** At most two batches are held: one being written
+//!   (on the blocking pool, when writes go there; see [`crate::file_io`])
+//!   while the next is gathered from the stream. A batch
 //!   stops growing at [`BATCH_BYTES`] (or [`BATCH_CHUNKS`] chunks).
 //! - **Plain-file speed.** Chunks are never copied: a batch is written with
 //!   one vectored `write` of the chunks as received. A batch only takes
@@ -33,6 +34,7 @@ use tusd_core::{ChunkStream, FencingToken, StoreError};
 use crate::blocking::join_error;
 use crate::data_file::{self, Access};
 use crate::fence::Fence;
+use crate::file_io::FileIo;
 use crate::paths::UploadPaths;
 
 /// The most bytes a batch gathers before it is written.
@@ -50,9 +52,10 @@ pub(crate) async fn append(
     offset: u64,
     token: Option<&FencingToken>,
     body: ChunkStream,
+    io: FileIo,
 ) -> Result<u64, StoreError> {
     let fence = Fence::new(paths.fence, token);
-    tokio::spawn(append_owned(paths.data, offset, fence, body))
+    tokio::spawn(append_owned(paths.data, offset, fence, body, io))
         .await
         .map_err(join_error)?
 }
@@ -60,23 +63,29 @@ pub(crate) async fn append(
 async fn append_owned(
     path: PathBuf,
     offset: u64,
-    mut fence: Fence,
+    fence: Fence,
     mut body: ChunkStream,
+    io: FileIo,
 ) -> Result<u64, StoreError> {
     // The first batch is gathered before the file is opened, so that opening
-    // and writing it is one trip to the blocking pool: a small upload's body
-    // usually arrives with its head, and then costs that one trip in all.
+    // and writing it is one trip to the blocking pool (when writes go
+    // there): a small upload's body usually arrives with its head.
     let (first, mut end) = next_batch(&mut body).await;
-    let (file, returned, written) = tokio::task::spawn_blocking(move || {
+    let open_and_write = move || {
+        let mut fence = fence;
         let file = open_at(&path, offset);
         let written = match &file {
             Ok(file) if !first.is_empty() => write_fenced(file, &mut fence, offset, &first),
             _ => Ok(0),
         };
         (file, fence, written)
-    })
-    .await
-    .map_err(join_error)?;
+    };
+    let (file, returned, written) = match io {
+        FileIo::Inline => open_and_write(),
+        FileIo::BlockingPool => tokio::task::spawn_blocking(open_and_write)
+            .await
+            .map_err(join_error)?,
+    };
     let file = file?;
     let mut appended = written?;
     let mut fence = Some(returned);
@@ -92,14 +101,22 @@ async fn append_owned(
             fence = Some(returned);
             appended += written?;
         }
-        if !batch.is_empty() {
-            let file = Arc::clone(&file);
-            let mut batch_fence = fence.take().expect("returned by the last write");
-            let expected = offset + appended;
-            in_flight = Some(tokio::task::spawn_blocking(move || {
-                let written = write_fenced(&file, &mut batch_fence, expected, &batch);
-                (batch_fence, written)
-            }));
+        if batch.is_empty() {
+            continue;
+        }
+        let expected = offset + appended;
+        let batch_fence = fence.as_mut().expect("returned by the last write");
+        match io {
+            FileIo::Inline => appended += write_fenced(&file, batch_fence, expected, &batch)?,
+            FileIo::BlockingPool => {
+                // Written while the next batch is gathered.
+                let file = Arc::clone(&file);
+                let mut batch_fence = fence.take().expect("returned by the last write");
+                in_flight = Some(tokio::task::spawn_blocking(move || {
+                    let written = write_fenced(&file, &mut batch_fence, expected, &batch);
+                    (batch_fence, written)
+                }));
+            }
         }
     };
     if let Some(write) = in_flight {
@@ -228,52 +245,60 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_before_an_error_are_written_and_the_error_returned() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("u");
-        std::fs::write(&path, b"x").unwrap();
-        let s = body(vec![
-            Ok(b"ab"),
-            Ok(b""),
-            Ok(b"cd"),
-            Err(io::Error::other("client gone")),
-            Ok(b"never"),
-        ]);
-        let err = append(paths_of(&path), 1, None, s).await.unwrap_err();
-        assert!(err.to_string().contains("client gone"));
-        assert_eq!(std::fs::read(&path).unwrap(), b"xabcd");
+        for io in BOTH {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("u");
+            std::fs::write(&path, b"x").unwrap();
+            let s = body(vec![
+                Ok(b"ab"),
+                Ok(b""),
+                Ok(b"cd"),
+                Err(io::Error::other("client gone")),
+                Ok(b"never"),
+            ]);
+            let err = append(paths_of(&path), 1, None, s, io).await.unwrap_err();
+            assert!(err.to_string().contains("client gone"));
+            assert_eq!(std::fs::read(&path).unwrap(), b"xabcd");
+        }
     }
 
     #[tokio::test]
     async fn a_wrong_offset_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("u");
-        std::fs::write(&path, b"xyz").unwrap();
-        assert!(matches!(
-            append(paths_of(&path), 1, None, body(vec![Ok(b"ab")])).await,
-            Err(StoreError::OffsetMoved {
-                expected: 1,
-                actual: 3
-            })
-        ));
-        assert_eq!(std::fs::read(&path).unwrap(), b"xyz");
+        for io in BOTH {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("u");
+            std::fs::write(&path, b"xyz").unwrap();
+            assert!(matches!(
+                append(paths_of(&path), 1, None, body(vec![Ok(b"ab")]), io).await,
+                Err(StoreError::OffsetMoved {
+                    expected: 1,
+                    actual: 3
+                })
+            ));
+            assert_eq!(std::fs::read(&path).unwrap(), b"xyz");
+        }
     }
 
     #[tokio::test]
     async fn a_stale_token_writes_nothing_and_a_newer_one_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("u");
-        std::fs::write(&path, b"").unwrap();
-        let newer = FencingToken::new("etcd:1/tusd", 7);
-        let older = FencingToken::new("etcd:1/tusd", 6);
-        append(paths_of(&path), 0, Some(&newer), body(vec![Ok(b"ab")]))
-            .await
-            .unwrap();
-        assert!(matches!(
-            append(paths_of(&path), 2, Some(&older), body(vec![Ok(b"cd")])).await,
-            Err(StoreError::Fenced(_))
-        ));
-        assert_eq!(std::fs::read(&path).unwrap(), b"ab");
+        for io in BOTH {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("u");
+            std::fs::write(&path, b"").unwrap();
+            let newer = FencingToken::new("etcd:1/tusd", 7);
+            let older = FencingToken::new("etcd:1/tusd", 6);
+            append(paths_of(&path), 0, Some(&newer), body(vec![Ok(b"ab")]), io)
+                .await
+                .unwrap();
+            assert!(matches!(
+                append(paths_of(&path), 2, Some(&older), body(vec![Ok(b"cd")]), io).await,
+                Err(StoreError::Fenced(_))
+            ));
+            assert_eq!(std::fs::read(&path).unwrap(), b"ab");
+        }
     }
+
+    const BOTH: [FileIo; 2] = [FileIo::Inline, FileIo::BlockingPool];
 
     fn paths_of(data: &std::path::Path) -> UploadPaths {
         let id = tusd_core::UploadId::parse(data.file_name().unwrap().to_str().unwrap());

@@ -27,6 +27,8 @@
 //! - `store`: [`FileStore`], the `DataStore` implementation, one short
 //!   method per operation.
 //! - `durability`: [`Durability`], what is synced to disk and when.
+//! - `file_io`: [`FileIo`], whether short reads and writes run on the
+//!   request's worker thread or on the blocking pool.
 //! - `paths`: the two paths of an upload; the only place that turns an id
 //!   into a path.
 //! - `info_file`: reading the `.info` (distrustfully) and replacing it atomically.
@@ -42,10 +44,12 @@ mod blocking;
 mod data_file;
 mod durability;
 mod fence;
+mod file_io;
 mod id;
 mod info_file;
 mod paths;
 mod store;
 
 pub use durability::Durability;
+pub use file_io::FileIo;
 pub use store::FileStore;

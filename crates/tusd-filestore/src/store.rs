@@ -18,6 +18,7 @@ use crate::blocking;
 use crate::data_file::{self, Access};
 use crate::durability::Durability;
 use crate::fence::Fence;
+use crate::file_io::FileIo;
 use crate::id::new_upload_id;
 use crate::info_file;
 use crate::paths::{id_of_info_file, UploadPaths};
@@ -32,6 +33,7 @@ const READ_BUFFER: usize = 256 * 1024;
 pub struct FileStore {
     dir: PathBuf,
     durability: Durability,
+    io: FileIo,
 }
 
 impl FileStore {
@@ -42,6 +44,7 @@ impl FileStore {
         Ok(FileStore {
             dir,
             durability: Durability::default(),
+            io: FileIo::default(),
         })
     }
 
@@ -54,6 +57,12 @@ impl FileStore {
     /// What this store syncs.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// The same store, making its short reads and writes where `io` says
+    /// (see [`FileIo`]; the default is [`FileIo::Inline`]).
+    pub fn with_io(self, io: FileIo) -> FileStore {
+        FileStore { io, ..self }
     }
 
     /// Makes this store the composer's data store, with every optional
@@ -100,13 +109,11 @@ impl DataStore for FileStore {
         .await
     }
 
-    /// Reads the `.info` and stats the data file on the calling thread, not
-    /// on the blocking pool: two small reads from the page cache cost less
-    /// than the two thread switches of a trip there, and a HEAD makes up to
-    /// two of these calls. On a directory where a read can stall (a network
-    /// file system), that stall is the worker thread's.
+    /// A HEAD makes up to two of these calls, each a small read and a stat
+    /// that cost less than a trip to the blocking pool (see [`FileIo`]).
     async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError> {
-        info_file::load(&self.paths(id)?)
+        let paths = self.paths(id)?;
+        self.io.run(move || info_file::load(&paths)).await
     }
 
     async fn write_chunk(
@@ -116,7 +123,7 @@ impl DataStore for FileStore {
         fence: Option<&FencingToken>,
         chunk: ChunkStream,
     ) -> Result<u64, StoreError> {
-        append(self.paths(id)?, offset, fence, chunk).await
+        append(self.paths(id)?, offset, fence, chunk, self.io).await
     }
 
     /// With [`Durability::Complete`], syncs the data file and the directory

@@ -45,6 +45,12 @@ pub struct Config {
     /// docs/reliability.md.
     #[arg(long, env = "TUSD_DURABILITY", default_value = "complete")]
     pub durability: tusd_filestore::Durability,
+    /// Where the file store reads upload state and writes bytes: inline (on
+    /// the request's worker thread; fastest on a local disk) or pool (on a
+    /// pool of blocking threads, for directories where a call can stall,
+    /// such as network file systems). Syncs always run on the pool.
+    #[arg(long, env = "TUSD_FILESTORE_IO", default_value = "inline")]
+    pub filestore_io: tusd_filestore::FileIo,
     /// Largest upload accepted in bytes (0: no limit).
     #[arg(long, env = "TUSD_MAX_SIZE", default_value_t = 0)]
     pub max_size: u64,

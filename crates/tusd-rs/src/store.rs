@@ -21,11 +21,13 @@ pub async fn install(cli: &Config, composer: &mut StoreComposer) -> Result<Strin
                     source,
                 })?
                 .with_durability(cli.durability)
+                .with_io(cli.filestore_io)
                 .use_in(composer);
             Ok(format!(
-                "upload dir {}, durability {}",
+                "upload dir {}, durability {}, file I/O {}",
                 cli.upload_dir.display(),
-                cli.durability
+                cli.durability,
+                cli.filestore_io
             ))
         }
     }
