@@ -35,7 +35,8 @@ use proto::hook_handler_client::HookHandlerClient;
 /// Settings of a [`GrpcHook`], with tusd's defaults.
 #[derive(Clone, Debug)]
 pub struct GrpcHookOptions {
-    /// `host:port` as tusd takes it, or a `http://` URL.
+    /// `host:port` as tusd takes it, or a `http://` URL; with `tls`, the
+    /// connection is TLS whatever the scheme given.
     pub endpoint: String,
     pub retries: u32,
     pub backoff: Duration,
