@@ -5,10 +5,14 @@
 //! `cargo bench -p tusd-rs --bench s3_throughput` (release build of the
 //! real `tusd-rs` binary; `TUSD_BENCH_MIB` sets the size, default 1024;
 //! `TUSD_BENCH_ROUNDS` the rounds per mode, default 3; `TUSD_BENCH_ARGS`
-//! more server flags, e.g. `--s3-disable-content-hashes`). Needs Garage
-//! (scripts/install-garage.sh). Each round runs both modes, alternating
-//! which goes first; each prints MiB/s and the ratio of through-tusd-rs to
-//! direct. The client streams 256 KiB chunks of an in-memory payload; the
+//! more server flags, e.g. `--s3-disable-content-hashes`;
+//! `TUSD_BENCH_BEFORE_BIN` another `tusd-rs` binary, e.g. a copy of an
+//! older build, run in the same rounds with the same flags, so a change is
+//! measured against its past under the same load; `TUSD_BENCH_BIN` a copy
+//! to run instead of this build's binary). Needs Garage
+//! (scripts/install-garage.sh). Each round runs every mode, rotating which
+//! goes first; each prints MiB/s and the ratio of through-tusd-rs to
+//! direct. The server's pid is printed, for `perf record -p`. The client streams 256 KiB chunks of an in-memory payload; the
 //! server cuts 50 MiB parts on local disk and sends 10 at a time, as does
 //! the direct upload (from memory: no disk on that side).
 
@@ -165,21 +169,44 @@ fn main() {
         let extra = std::env::var("TUSD_BENCH_ARGS").unwrap_or_default();
         let mut args = vec!["--s3-bucket", garage.bucket(), "--s3-endpoint", &endpoint];
         args.extend(extra.split_whitespace());
-        let server = TusServer::start(BIN, &args);
-        println!("{mib} MiB into Garage, {rounds} rounds (MiB/s)");
+        // A copy of the binary can be named instead of this build's: the
+        // target directory may be shared, and rebuilt meanwhile.
+        let bin = std::env::var("TUSD_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let mut servers = vec![("tusd-rs", TusServer::start(&bin, &args))];
+        if let Ok(before) = std::env::var("TUSD_BENCH_BEFORE_BIN") {
+            servers.push(("before", TusServer::start(&before, &args)));
+        }
+        println!(
+            "{mib} MiB into Garage, {rounds} rounds (MiB/s), server flags {args:?}, load average {}",
+            load_average()
+        );
+        for (label, server) in &servers {
+            println!("{label}: pid {}", server.pid());
+        }
         for round in 0..rounds {
-            let (d, t) = if round % 2 == 0 {
-                let d = direct(&garage, &payload, len).await;
-                (d, through_tusd(&server, &payload, len).await)
-            } else {
-                let t = through_tusd(&server, &payload, len).await;
-                (direct(&garage, &payload, len).await, t)
-            };
-            let (d, t) = (mib as f64 / d, mib as f64 / t);
-            println!(
-                "round {round}: direct {d:.0}  through tusd-rs {t:.0}  ratio {:.2}",
-                t / d
-            );
+            // Mode 0 is the direct upload, mode i the i-th server.
+            let modes = servers.len() + 1;
+            let mut seconds = vec![0.0; modes];
+            for k in 0..modes {
+                let mode = (round + k) % modes;
+                seconds[mode] = match mode {
+                    0 => direct(&garage, &payload, len).await,
+                    i => through_tusd(&servers[i - 1].1, &payload, len).await,
+                };
+            }
+            let rate: Vec<f64> = seconds.iter().map(|s| mib as f64 / s).collect();
+            let mut line = format!("round {round}: direct {:.0}", rate[0]);
+            for (i, (label, _)) in servers.iter().enumerate() {
+                let r = rate[i + 1];
+                line += &format!("  {label} {r:.0} (ratio {:.2})", r / rate[0]);
+            }
+            println!("{line}  load {}", load_average());
         }
     });
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -40,6 +40,7 @@ pub(crate) async fn complete(
             state.next_part_number(),
             temp.path(),
             len,
+            None,
         )
         .await?;
         parts.push(part);

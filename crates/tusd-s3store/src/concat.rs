@@ -164,6 +164,7 @@ async fn download_and_send(
                 temp.path(),
                 start,
                 len,
+                None,
             )
             .await?,
         );

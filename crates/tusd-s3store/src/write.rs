@@ -3,7 +3,18 @@
 //!
 //! Memory per upload stays bounded whatever the part size: every chunk of
 //! the body goes to a temporary file as it arrives, and a part is sent
-//! streamed from its file. At most `max_buffered_parts` parts of one upload
+//! streamed from its file.
+//!
+//! The CPU a byte costs on its way is what limits throughput on a small
+//! machine, so the path is kept short (see docs/s3.md, Throughput): chunks
+//! that are already received are written to the part file together, on the
+//! blocking pool, while the next ones arrive (`PartWriter`), and the part's
+//! CRC32 is computed there as the bytes are written, then sent as the
+//! part's `x-amz-checksum-crc32` header. S3 checks it against the bytes it
+//! receives, as it would the SDK's own checksum, but the SDK then neither
+//! reads the part a second time to compute one nor frames the body as
+//! `aws-chunked` to carry it as a trailer; and the check now also covers the
+//! bytes' round trip through the local disk. At most `max_buffered_parts` parts of one upload
 //! wait on disk or are being sent; when that many are, the body is not read
 //! further (backpressure to the client). At most `concurrent_part_uploads`
 //! parts are sent at once by the whole store.
@@ -23,16 +34,18 @@
 //! lists only non-empty parts. AWS accepts empty parts; Garage refuses
 //! them, and there the hole stays (logged as an error; see docs/s3.md).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aws_sdk_s3::primitives::ByteStream;
+use base64::Engine as _;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tusd_core::{ChunkStream, FencingToken, StoreError};
 
 use crate::error::io;
@@ -50,8 +63,14 @@ const RETRY_PAUSES: [std::time::Duration; 3] = [
     std::time::Duration::from_secs(5),
 ];
 
-/// How much of a part file the SDK reads into memory at a time.
-const READ_BUFFER: usize = 256 * 1024;
+/// How much of a part file the SDK reads into memory at a time: each read
+/// is one trip to the blocking pool.
+const READ_BUFFER: usize = 1024 * 1024;
+
+/// Received bytes gathered for one write to a part file, at most: one trip
+/// to the blocking pool per this many bytes instead of one per body chunk
+/// (64 KiB or less), while no more bytes than this wait in memory.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// Appends `chunk` to an upload whose state is `state`, which the caller
 /// read under the upload's lock and checked against the expected offset.
@@ -104,7 +123,18 @@ pub(crate) async fn write(
         if staging.has_failed() {
             break;
         }
-        next = chunk.next().await;
+        // What has arrived is written while the body waits for more; a
+        // trickling client's bytes do not sit in memory.
+        next = match chunk.next().now_or_never() {
+            Some(item) => item,
+            None => {
+                if let Err(e) = staging.write_gathered().await {
+                    stream_error = Some(e);
+                    break;
+                }
+                chunk.next().await
+            }
+        };
     }
     staging.finish().await?;
     match stream_error {
@@ -142,8 +172,93 @@ struct Failed {
 
 struct PartFile {
     temp: NamedTempFile,
-    file: tokio::fs::File,
+    writer: PartWriter,
     len: u64,
+    /// The CRC32 of all `len` bytes (S3's base64), once the file is
+    /// complete; `None` with content hashes disabled.
+    checksum: Option<String>,
+}
+
+/// A part file and the CRC32 of what it holds so far (`None`: no content
+/// hashes).
+type FileAndCrc = (std::fs::File, Option<crc_fast::Digest>);
+
+/// Writes one part's file on the blocking pool a batch at a time, the
+/// batch before the one gathering now still in flight, and computes the
+/// part's CRC32 there, as the bytes go to disk.
+struct PartWriter {
+    /// The file and the CRC so far, when no batch is being written.
+    idle: Option<FileAndCrc>,
+    busy: Option<JoinHandle<std::io::Result<FileAndCrc>>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl PartWriter {
+    fn new(file: std::fs::File, with_checksum: bool) -> PartWriter {
+        let crc =
+            with_checksum.then(|| crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc));
+        PartWriter {
+            idle: Some((file, crc)),
+            busy: None,
+            batch: Vec::new(),
+            batched: 0,
+        }
+    }
+
+    async fn push(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        self.batched += bytes.len();
+        self.batch.push(bytes);
+        if self.batched >= WRITE_BATCH {
+            self.write_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the gathered bytes to the blocking pool, once the batch before
+    /// is written.
+    async fn write_batch(&mut self) -> std::io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let (mut file, mut crc) = self.settle().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            for bytes in &batch {
+                file.write_all(bytes)?;
+                if let Some(crc) = crc.as_mut() {
+                    crc.update(bytes);
+                }
+            }
+            Ok((file, crc))
+        }));
+        Ok(())
+    }
+
+    /// Waits for the batch in flight; the file and CRC are then idle.
+    async fn settle(&mut self) -> std::io::Result<FileAndCrc> {
+        match (self.busy.take(), self.idle.take()) {
+            (Some(busy), _) => busy.await.map_err(std::io::Error::other)?,
+            (None, Some(idle)) => Ok(idle),
+            (None, None) => Err(std::io::Error::other(
+                "the part file was lost to an earlier error",
+            )),
+        }
+    }
+
+    /// Writes everything pushed and waits for it; returns the CRC32 of the
+    /// whole file as S3 writes it (base64 of the big-endian value).
+    async fn complete(&mut self) -> std::io::Result<Option<String>> {
+        self.write_batch().await?;
+        let (file, crc) = self.settle().await?;
+        let checksum = crc.map(|crc| {
+            let value = crc.finalize() as u32;
+            base64::engine::general_purpose::STANDARD.encode(value.to_be_bytes())
+        });
+        self.idle = Some((file, crc));
+        Ok(checksum)
+    }
 }
 
 impl<'a> Staging<'a> {
@@ -172,7 +287,25 @@ impl<'a> Staging<'a> {
     /// Opens the first part file with the `.part` object's bytes.
     async fn start_with_tail(&mut self) -> Result<(), StoreError> {
         let mut file = self.new_file()?;
-        file.len = download_into(self.inner, &self.keys.part, &mut file.file).await?;
+        let key = &self.keys.part;
+        let got = self
+            .inner
+            .client
+            .get_object()
+            .bucket(&self.inner.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| io("GetObject", key, e))?;
+        let mut body = got.body;
+        while let Some(bytes) = body
+            .try_next()
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?
+        {
+            file.len += bytes.len() as u64;
+            file.writer.push(bytes).await?;
+        }
         self.current = Some(file);
         self.tail_to_delete = true;
         Ok(())
@@ -180,8 +313,21 @@ impl<'a> Staging<'a> {
 
     fn new_file(&self) -> Result<PartFile, StoreError> {
         let temp = temp_file(self.inner)?;
-        let file = tokio::fs::File::from_std(temp.reopen()?);
-        Ok(PartFile { temp, file, len: 0 })
+        let writer = PartWriter::new(temp.reopen()?, !self.inner.options.disable_content_hashes);
+        Ok(PartFile {
+            temp,
+            writer,
+            len: 0,
+            checksum: None,
+        })
+    }
+
+    /// Starts writing the bytes gathered for the current part file.
+    async fn write_gathered(&mut self) -> Result<(), StoreError> {
+        if let Some(current) = self.current.as_mut() {
+            current.writer.write_batch().await?;
+        }
+        Ok(())
     }
 
     async fn push(&mut self, mut bytes: Bytes) -> Result<(), StoreError> {
@@ -192,8 +338,8 @@ impl<'a> Staging<'a> {
             let current = self.current.as_mut().expect("just set");
             let room = (self.part_size - current.len).min(bytes.len() as u64) as usize;
             let piece = bytes.split_to(room);
-            current.file.write_all(&piece).await?;
             current.len += piece.len() as u64;
+            current.writer.push(piece).await?;
             if current.len == self.part_size {
                 self.seal().await?;
             }
@@ -207,7 +353,7 @@ impl<'a> Staging<'a> {
         let Some(mut part) = self.current.take() else {
             return Ok(());
         };
-        part.file.flush().await?;
+        part.checksum = part.writer.complete().await?;
         self.delete_tail_if_taken().await?;
         let permit = self
             .buffered
@@ -229,6 +375,7 @@ impl<'a> Staging<'a> {
                 number,
                 part.temp.path(),
                 part.len,
+                part.checksum.as_deref(),
             )
             .await;
             drop(permit);
@@ -288,6 +435,7 @@ impl<'a> Staging<'a> {
                     failed.number,
                     file.temp.path(),
                     file.len,
+                    file.checksum.as_deref(),
                 )
                 .await;
                 match sent {
@@ -328,7 +476,7 @@ impl<'a> Staging<'a> {
         let Some(mut rest) = self.current.take() else {
             return Ok(());
         };
-        rest.file.flush().await?;
+        let checksum = rest.writer.complete().await?;
         let last = self.size == Some(self.before_current + rest.len);
         if rest.len >= MIN_PART_SIZE || last {
             self.delete_tail_if_taken().await?;
@@ -340,11 +488,19 @@ impl<'a> Staging<'a> {
                 number,
                 rest.temp.path(),
                 rest.len,
+                checksum.as_deref(),
             )
             .await?;
         } else {
             // Replaces the old `.part` (whose bytes open this file) at once.
-            put_file(self.inner, &self.keys.part, rest.temp.path(), rest.len).await?;
+            put_file(
+                self.inner,
+                &self.keys.part,
+                rest.temp.path(),
+                rest.len,
+                checksum.as_deref(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -392,7 +548,9 @@ pub(crate) fn temp_file(inner: &Inner) -> Result<NamedTempFile, StoreError> {
 }
 
 /// Sends the `len` bytes of the file at `path` as part `number`, streamed
-/// from disk.
+/// from disk, with their CRC32 when the caller has it (else the SDK
+/// computes one, unless content hashes are disabled).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn upload_part(
     inner: &Inner,
     key: &str,
@@ -400,11 +558,14 @@ pub(crate) async fn upload_part(
     number: i32,
     path: &Path,
     len: u64,
+    crc32: Option<&str>,
 ) -> Result<Part, StoreError> {
-    upload_part_at(inner, key, multipart_id, number, path, 0, len).await
+    upload_part_at(inner, key, multipart_id, number, path, 0, len, crc32).await
 }
 
-/// Sends `len` bytes of the file at `path` from `offset` on as part `number`.
+/// Sends `len` bytes of the file at `path` from `offset` on as part
+/// `number`, with their CRC32 if known.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn upload_part_at(
     inner: &Inner,
     key: &str,
@@ -413,6 +574,7 @@ pub(crate) async fn upload_part_at(
     path: &Path,
     offset: u64,
     len: u64,
+    crc32: Option<&str>,
 ) -> Result<Part, StoreError> {
     let _slot = inner
         .upload_slots
@@ -428,6 +590,7 @@ pub(crate) async fn upload_part_at(
         .upload_id(multipart_id)
         .part_number(number)
         .content_length(len as i64)
+        .set_checksum_crc32(crc32.map(str::to_owned))
         .body(body)
         .send()
         .await
@@ -439,12 +602,14 @@ pub(crate) async fn upload_part_at(
     })
 }
 
-/// Puts `len` bytes from `path` as the object `key`.
+/// Puts `len` bytes from `path` as the object `key`, with their CRC32 if
+/// known.
 pub(crate) async fn put_file(
     inner: &Inner,
     key: &str,
     path: &Path,
     len: u64,
+    crc32: Option<&str>,
 ) -> Result<(), StoreError> {
     let body = file_body(path, 0, len).await?;
     inner
@@ -453,6 +618,7 @@ pub(crate) async fn put_file(
         .bucket(&inner.bucket)
         .key(key)
         .content_length(len as i64)
+        .set_checksum_crc32(crc32.map(str::to_owned))
         .body(body)
         .send()
         .await
