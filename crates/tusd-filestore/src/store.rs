@@ -93,11 +93,13 @@ impl FileStore {
 impl DataStore for FileStore {
     /// Creates the empty data file, then the `.info`; if the `.info` cannot
     /// be written the data file is removed again, so no half-created upload
-    /// is left behind.
+    /// is left behind. Without a sync these are a few small calls, made
+    /// where [`FileIo`] says; a sync always waits on the blocking pool.
     async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         let dir = self.dir.clone();
         let sync = self.durability.syncs_state();
-        blocking::run(move || {
+        let io = if sync { FileIo::BlockingPool } else { self.io };
+        io.run(move || {
             let (id, paths) = create_data_file(&dir, upload.id.as_ref())?;
             let info = upload.into_info(&id, storage_fields(&paths));
             if let Err(e) = info_file::store(&paths, &info, sync) {
