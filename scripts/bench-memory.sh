@@ -18,6 +18,8 @@
 # With STORE=s3 the servers use the S3 store on a Garage the bench starts
 # (TUSD_TEST_STORE=s3; Garage from scripts/install-garage.sh), and only this
 # build's default variant runs unless TUSD_MEM_VARIANTS says otherwise.
+# CARGO_TARGET_DIR is honoured as by any cargo command, e.g. a shared release
+# target directory whose dependencies are built already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -154,8 +154,8 @@ async fn one_run(variant: &Variant, workdir: &Path, round: usize) -> Measured {
     let parts = workdir.join(format!("{}-{round}-parts", variant.label));
     if TestStore::from_env().is_s3() {
         std::fs::create_dir_all(&parts).unwrap();
-        // Inherited by the server started next (and by Garage, if this
-        // first use starts it); nothing else reads it meanwhile.
+        // Inherited by the server started next (Garage runs already);
+        // nothing else reads it meanwhile.
         std::env::set_var("TMPDIR", &parts);
     }
     let server = TusServer::start_in(&variant.binary, &dir, &args);
@@ -262,6 +262,15 @@ async fn main() {
     let rounds: usize = env_or("TUSD_MEM_ROUNDS", 2);
     let variants = variants();
     let workdir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    if TestStore::from_env().is_s3() {
+        // Garage starts now, before any round sets TMPDIR: started later it
+        // would keep its data in that round's part directory, which the
+        // round deletes when it ends.
+        let dir = workdir.path().to_owned();
+        tokio::task::spawn_blocking(move || tusd_testsupport::s3_place_for(&dir))
+            .await
+            .expect("starting Garage");
+    }
     println!(
         "memory per in-flight upload: {uploads} uploads, burst {} KiB, trickle {} B/s for {} s, {rounds} rounds, load average {}",
         env_or::<u64>("TUSD_MEM_BURST_KIB", 4096),
