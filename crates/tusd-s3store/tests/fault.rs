@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use tokio::io::AsyncReadExt;
-use tusd_core::{DataStore, NewUpload, UploadId};
+use tusd_core::DataStore;
 use tusd_s3store::{S3ClientConfig, S3Store, S3StoreOptions, MIN_PART_SIZE};
 use tusd_testsupport::GarageCluster;
 
@@ -40,14 +40,7 @@ async fn an_upload_survives_one_garage_node_of_three_killed() {
     let store = S3Store::connect(&config, options).await.unwrap();
 
     let data = common::pattern(16 * MIB + 9, 3);
-    let info = store
-        .create_upload(NewUpload {
-            size: Some(data.len() as u64),
-            ..NewUpload::default()
-        })
-        .await
-        .unwrap();
-    let id = UploadId::parse(&info.id).unwrap();
+    let (_, id) = common::create_sized(&store, data.len()).await;
     let cut = 6 * MIB;
     store
         .write_chunk(&id, 0, None, body(&data[..cut]))

@@ -12,7 +12,7 @@ use tusd_core::{Concater, DataStore, NewUpload, UploadId, UploadInfo};
 use tusd_s3store::{ConnectError, S3Store, S3StoreOptions, MIN_PART_SIZE};
 use tusd_testsupport::GarageServer;
 
-use common::{client_for, config_for, keys_under, pattern, store_for};
+use common::{client_for, config_for, create_sized, keys_under, pattern, store_for};
 
 const MIB: usize = 1024 * 1024;
 
@@ -255,14 +255,7 @@ async fn many_parts_through_small_buffers_without_content_hashes() {
     options.concurrent_part_uploads = 2;
     let store = S3Store::connect(&config, options).await.unwrap();
     let data = pattern(23 * MIB + 3, 9);
-    let info = store
-        .create_upload(NewUpload {
-            size: Some(data.len() as u64),
-            ..NewUpload::default()
-        })
-        .await
-        .unwrap();
-    let id = UploadId::parse(&info.id).unwrap();
+    let (info, id) = create_sized(&store, data.len()).await;
     let written = store
         .write_chunk(&id, 0, None, body(&data, 64 * 1024))
         .await
@@ -298,14 +291,7 @@ async fn parts_carry_the_crc32_of_their_bytes() {
         .await
         .unwrap();
     let data = pattern(11 * MIB + 5, 3);
-    let info = store
-        .create_upload(NewUpload {
-            size: Some(data.len() as u64),
-            ..NewUpload::default()
-        })
-        .await
-        .unwrap();
-    let id = UploadId::parse(&info.id).unwrap();
+    let (_, id) = create_sized(&store, data.len()).await;
     let written = store
         .write_chunk(&id, 0, None, body(&data, 37 * 1024 + 1))
         .await

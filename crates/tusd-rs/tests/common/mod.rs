@@ -18,7 +18,7 @@ pub mod child_output;
 mod stored;
 pub mod tus_clients;
 #[allow(unused_imports)]
-pub use stored::{data_len, storage_name, stored_names, uploads_in};
+pub use stored::{data_len, object_names, storage_name, stored_names, uploads_in};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tusd-rs");
 pub const OCTETS: &str = "application/offset+octet-stream";

@@ -42,6 +42,12 @@ pub fn data_len(server: &impl Server, url: &str) -> u64 {
     }
 }
 
+/// The keys under `place`'s prefix in its bucket, without the prefix,
+/// sorted (for tests that look at a bucket of their own).
+pub fn object_names(place: tusd_testsupport::S3Place) -> Vec<String> {
+    s3::names(place)
+}
+
 #[cfg(feature = "s3")]
 mod s3 {
     use tusd_s3store::aws_sdk_s3::Client;

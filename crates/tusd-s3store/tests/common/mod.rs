@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use aws_sdk_s3::Client;
+use tusd_core::{DataStore, NewUpload, UploadId, UploadInfo};
 use tusd_s3store::{s3_client, S3ClientConfig, S3Store, S3StoreOptions};
 use tusd_testsupport::GarageServer;
 
@@ -31,6 +32,19 @@ pub async fn store_for(garage: &GarageServer, prefix: &str) -> S3Store {
     S3Store::connect(&config_for(garage), options)
         .await
         .expect("the test store connects to Garage")
+}
+
+/// A new upload of `len` bytes in `store`: its info and its id.
+pub async fn create_sized(store: &S3Store, len: usize) -> (UploadInfo, UploadId) {
+    let info = store
+        .create_upload(NewUpload {
+            size: Some(len as u64),
+            ..NewUpload::default()
+        })
+        .await
+        .expect("create_upload");
+    let id = UploadId::parse(&info.id).expect("the store's id parses");
+    (info, id)
 }
 
 /// The keys in the bucket under `prefix`, sorted.
