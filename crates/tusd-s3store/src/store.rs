@@ -178,7 +178,8 @@ impl DataStore for S3Store {
         chunk: ChunkStream,
     ) -> Result<u64, StoreError> {
         let keys = self.keys(id)?;
-        let state = load(&self.inner, &keys).await?;
+        // Boxed: see `write` on the size of the SDK's futures.
+        let state = Box::pin(load(&self.inner, &keys)).await?;
         if state.info.offset != offset {
             return Err(StoreError::OffsetMoved {
                 expected: offset,

@@ -96,12 +96,16 @@ pub(crate) async fn write(
             "the upload is finished: its multipart upload is completed",
         )));
     }
-    fence::admit(inner, keys, fence).await?;
+    // The S3 calls are boxed, here and below, so that their large futures
+    // (the SDK's, tens of KiB) take memory only while they run, not for as
+    // long as the body trickles in: an async fn's frame is as large as the
+    // largest state it awaits in.
+    Box::pin(fence::admit(inner, keys, fence)).await?;
 
     let size = (!state.info.size_is_deferred).then_some(state.info.size);
     let mut staging = Staging::new(inner, keys, &state, size)?;
     if state.tail > 0 {
-        staging.start_with_tail().await?;
+        Box::pin(staging.start_with_tail()).await?;
     }
     let mut received: u64 = 0;
     let mut stream_error = None;
@@ -136,7 +140,7 @@ pub(crate) async fn write(
             }
         };
     }
-    staging.finish().await?;
+    Box::pin(staging.finish()).await?;
     match stream_error {
         Some(e) => Err(e),
         None => Ok(received),
@@ -354,7 +358,7 @@ impl<'a> Staging<'a> {
             return Ok(());
         };
         part.checksum = part.writer.complete().await?;
-        self.delete_tail_if_taken().await?;
+        Box::pin(self.delete_tail_if_taken()).await?;
         let permit = self
             .buffered
             .clone()
