@@ -41,7 +41,7 @@ def main():
         series = {}
         for r in runs:
             if r["workload"] == workload:
-                name = r["label"].replace(" (", "\n(") if r["kind"] == "tusd-rs" else r["label"]
+                name = r["label"].replace(" (", "\n(") if r["kind"] == "tusd-rs" else r["label"].replace(" ", "\n", 1)
                 series.setdefault((r["kind"], r["durability"], name), []).append(r["value"])
         keys = sorted(series, key=lambda k: (k[0] != "tusd-rs", k[0], list(SHADES).index(k[1])))
         medians = [statistics.median(series[k]) for k in keys]
