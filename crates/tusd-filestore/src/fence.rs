@@ -125,8 +125,13 @@ impl Fence {
             Ok(None) => Ok(()),
             Ok(Some(new)) => {
                 let json = serde_json::to_vec(&new).map_err(io::Error::other)?;
-                file.set_len(0)?;
+                // Written over the old record, then cut to its length, never
+                // cut to zero first: ext4 starts writing back, inside
+                // close(2), any file that was truncated to zero (its guard
+                // for files replaced in place), which cost every new upload
+                // a disk write submitted on the request's thread.
                 file.write_all_at(&json, 0)?;
+                file.set_len(json.len() as u64)?;
                 Ok(())
             }
         }
@@ -215,6 +220,26 @@ mod tests {
         assert!(matches!(refused, Err(StoreError::Fenced(_))));
         let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
         assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+    }
+
+    #[test]
+    fn a_shorter_record_replaces_a_longer_one_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"").unwrap();
+        let data = File::open(&data_path).unwrap();
+        let record_path = dir.path().join("u.fence");
+        let mut old = serde_json::to_vec(&record("memory:1", 1, &[])).unwrap();
+        old.extend_from_slice(&[b' '; 100]);
+        std::fs::write(&record_path, &old).unwrap();
+        let newer = token("memory:1", 2);
+        drop(
+            Fence::new(record_path.clone(), Some(&newer))
+                .enter(&data, None)
+                .unwrap(),
+        );
+        let expected = serde_json::to_vec(&record("memory:1", 2, &[])).unwrap();
+        assert_eq!(std::fs::read(&record_path).unwrap(), expected);
     }
 
     #[test]
