@@ -102,7 +102,7 @@ impl DataStore for FileStore {
         io.run(move || {
             let (id, paths) = create_data_file(&dir, upload.id.as_ref())?;
             let info = upload.into_info(&id, storage_fields(&paths));
-            if let Err(e) = info_file::store(&paths, &info, sync) {
+            if let Err(e) = info_file::create(&paths, &info, sync) {
                 let _ = fs::remove_file(&paths.data);
                 return Err(e);
             }
