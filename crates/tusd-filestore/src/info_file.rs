@@ -161,6 +161,15 @@ mod tests {
         paths
     }
 
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn offset_comes_from_the_data_file_not_the_json() {
         let dir = tempfile::tempdir().unwrap();
@@ -184,12 +193,7 @@ mod tests {
         let paths = upload_in(dir.path());
         store(&paths, &UploadInfo::default(), false).unwrap();
         store(&paths, &UploadInfo::default(), false).unwrap();
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["abc", "abc.info"]);
+        assert_eq!(names_in(dir.path()), ["abc", "abc.info"]);
     }
 
     #[test]
@@ -206,12 +210,7 @@ mod tests {
         // A leftover of a cut-short termination under the same id.
         create(&paths, &info(20), false).unwrap();
         assert_eq!(load(&paths).unwrap().size, 20);
-        let mut names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["abc", "abc.info"]);
+        assert_eq!(names_in(dir.path()), ["abc", "abc.info"]);
     }
 
     #[test]
