@@ -16,8 +16,15 @@ use tusd_testsupport::{EtcdServer, TusServer};
 
 const CHUNK: usize = 64 * 1024;
 
-#[tokio::test]
-async fn an_upload_resumed_on_the_other_node_gets_one_post_finish_from_that_node() {
+/// Two tusd-rs processes sharing an upload directory and an etcd, both
+/// sending every tusd hook to one receiver; the first value keeps the
+/// directory and etcd alive (bound first, it is dropped last).
+async fn two_nodes() -> (
+    (tempfile::TempDir, EtcdServer),
+    Receiver,
+    TusServer,
+    TusServer,
+) {
     let etcd = EtcdServer::start().await;
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
@@ -33,6 +40,12 @@ async fn an_upload_resumed_on_the_other_node_gets_one_post_finish_from_that_node
     ];
     let a = TusServer::start_in(BIN, dir.path(), &args);
     let b = TusServer::start_in(BIN, dir.path(), &args);
+    ((dir, etcd), receiver, a, b)
+}
+
+#[tokio::test]
+async fn an_upload_resumed_on_the_other_node_gets_one_post_finish_from_that_node() {
+    let (_shared, receiver, a, b) = two_nodes().await;
     let total = 8 * CHUNK;
     let data: Vec<u8> = (0..total).map(|i| (i * 7 % 251) as u8).collect();
     let url = create(&a, total as u64).await;
@@ -79,21 +92,7 @@ async fn an_upload_resumed_on_the_other_node_gets_one_post_finish_from_that_node
 /// exactly one `pre-finish` and one `post-finish`.
 #[tokio::test]
 async fn post_finish_fires_once_when_the_last_patch_races_a_release_request() {
-    let etcd = EtcdServer::start().await;
-    let receiver = Receiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = etcd.endpoint();
-    let hooks = receiver.url();
-    let args = [
-        "--etcd-endpoints",
-        endpoint.as_str(),
-        "--hooks-http",
-        hooks.as_str(),
-        "--hooks-enabled-events",
-        "",
-    ];
-    let a = TusServer::start_in(BIN, dir.path(), &args);
-    let b = TusServer::start_in(BIN, dir.path(), &args);
+    let (_shared, receiver, a, b) = two_nodes().await;
     let total = 4 * CHUNK;
     let data: Vec<u8> = (0..total).map(|i| (i * 13 % 251) as u8).collect();
     let mut uploads = Vec::new();
