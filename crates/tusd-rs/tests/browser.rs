@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use common::child_output::{read_output, ChildOutput};
-use common::{client, get_bytes, head, id_of, metric, metrics, offset, source_file, BIN};
+use common::{
+    assert_same_bytes, client, get_bytes, head, id_of, metric, metrics, offset, source_file, BIN,
+};
 use serde_json::Value;
 use tusd_testsupport::{EtcdServer, InProcessServer, Nginx, TusServer};
 
@@ -248,21 +250,6 @@ async fn metadata(url: &str) -> Vec<(String, String)> {
             (key.to_owned(), String::from_utf8(value).expect("UTF-8"))
         })
         .collect()
-}
-
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    if actual != expected {
-        let first = actual
-            .iter()
-            .zip(expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(actual.len().min(expected.len()));
-        panic!(
-            "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
-            actual.len(),
-            expected.len()
-        );
-    }
 }
 
 /// The upload's offset once the PATCH that a pause cut off has been handled

@@ -15,28 +15,13 @@ mod common;
 
 use base64::Engine as _;
 use common::tus_clients::{drive, js, offset_of, py};
-use common::{head, id_of, metric, metrics, offset, source_file, BIN};
+use common::{assert_same_bytes, head, id_of, metric, metrics, offset, source_file, BIN};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use tusd_testsupport::TusServer;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
-
-fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
-    if actual != expected {
-        let first = actual
-            .iter()
-            .zip(expected)
-            .position(|(a, b)| a != b)
-            .unwrap_or(actual.len().min(expected.len()));
-        panic!(
-            "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
-            actual.len(),
-            expected.len()
-        );
-    }
-}
 
 /// The upload's data file in the file store, named by the URL's last segment.
 fn data_file(server: &TusServer, url: &str) -> Vec<u8> {

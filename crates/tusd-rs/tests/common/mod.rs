@@ -220,3 +220,20 @@ pub fn source_file(dir: &Path, name: &str, len: usize, seed: u64) -> (std::path:
     std::fs::write(&path, &data).expect("writing the source file");
     (path, data)
 }
+
+/// Panics unless `actual` is `expected`, naming the first differing byte
+/// instead of printing megabytes.
+pub fn assert_same_bytes(actual: &[u8], expected: &[u8], what: &str) {
+    if actual != expected {
+        let first = actual
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(actual.len().min(expected.len()));
+        panic!(
+            "{what}: {} bytes, expected {} bytes; first difference at byte {first}",
+            actual.len(),
+            expected.len()
+        );
+    }
+}
