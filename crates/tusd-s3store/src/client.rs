@@ -50,6 +50,11 @@ pub enum ConnectError {
     Other { bucket: String, detail: String },
 }
 
+/// How long connecting to S3 may take before the attempt fails.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a request may wait for its answer to start.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// An S3 client configured from `config` and the AWS environment.
 pub async fn s3_client(config: &S3ClientConfig) -> Client {
     let http = aws_smithy_http_client::Builder::new()
@@ -75,6 +80,16 @@ pub async fn s3_client(config: &S3ClientConfig) -> Client {
     if config.disable_content_hashes {
         builder = builder.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     }
+    // Without limits a request whose answer never comes waits for ever,
+    // holding its upload's write (seen once against Garage after a 503).
+    // The read limit counts until the answer's first byte, after the whole
+    // part was sent, so it is generous enough for a large part on a slow link.
+    builder = builder.timeout_config(
+        aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build(),
+    );
     Client::from_conf(builder.build())
 }
 
