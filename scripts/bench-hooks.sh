@@ -24,10 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk from Debian (apt-get)" >&2
-    (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
+scripts/install-wrk.sh
 cargo build --release -q -p tusd-rs --bin tusd-rs --example hook_receiver
 rounds=${ROUNDS:-5} secs=${SECS:-10} conns=${CONNS:-32} threads=${WRK_THREADS:-1} kib=${KIB:-16}
 bin=$root/target/release/tusd-rs

@@ -15,10 +15,7 @@
 # scripts/plot-peers.py draws).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk from Debian (apt-get)" >&2
-    (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
+scripts/install-wrk.sh
 scripts/install-peers.sh
 cargo build --release -q -p tusd-rs
 exec python3 scripts/bench-peers.py "$@"

@@ -18,10 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk from Debian (apt-get)" >&2
-    (apt-get install -y -q wrk || (apt-get update -q && apt-get install -y -q wrk)) >/dev/null
-fi
+scripts/install-wrk.sh
 [[ -n "${CURRENT_BIN:-}" ]] || cargo build --release -q -p tusd-rs
 rounds=${ROUNDS:-3} secs=${SECS:-10} conns=${CONNS:-32} threads=${WRK_THREADS:-1}
 bins=("current=${CURRENT_BIN:-$root/target/release/tusd-rs}")
