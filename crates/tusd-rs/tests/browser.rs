@@ -106,6 +106,28 @@ struct Driver {
 }
 
 impl Driver {
+    /// The tus-js-client page uploading `file` to `endpoint`, throttled, and
+    /// paused once `fraction` of it is sent; returns the driver and the
+    /// upload's URL.
+    fn paused_tus(pages: &Pages, endpoint: &str, file: &Path, fraction: &str) -> (Driver, String) {
+        let mut driver = Driver::start(
+            "tus",
+            &pages.origin("127.0.0.1"),
+            endpoint,
+            &[
+                "--file",
+                file.to_str().unwrap(),
+                "--throttle",
+                THROTTLE,
+                "--pause-at",
+                fraction,
+            ],
+        );
+        let waiting = driver.until("the pause", |e| e["event"] == "waiting");
+        let url = waiting["url"].as_str().expect("url").to_owned();
+        (driver, url)
+    }
+
     /// `driver.py <scenario> --page <origin> --endpoint <endpoint> <args...>`
     fn start(scenario: &str, page: &str, endpoint: &str, args: &[&str]) -> Driver {
         let python = repo_root().join(".venv/bin/python");
@@ -360,21 +382,7 @@ async fn a_paused_upload_resumes_after_a_reload_from_the_servers_offset() {
     let size = 8 * MIB;
     let (file, data) = source_file(tmp.path(), "paused.bin", size, 14);
 
-    let mut driver = Driver::start(
-        "tus",
-        &pages.origin("127.0.0.1"),
-        &server.files_url(),
-        &[
-            "--file",
-            file.to_str().unwrap(),
-            "--throttle",
-            THROTTLE,
-            "--pause-at",
-            "0.3",
-        ],
-    );
-    let waiting = driver.until("the pause", |e| e["event"] == "waiting");
-    let url = waiting["url"].as_str().expect("url").to_owned();
+    let (mut driver, url) = Driver::paused_tus(&pages, &server.files_url(), &file, "0.3");
     let at_pause = settled_offset(&url, &[server.origin()]).await;
     assert!(at_pause < size as u64, "offset {at_pause} at the pause");
     driver.go_on();
@@ -501,21 +509,7 @@ async fn a_browser_upload_resumes_on_the_other_node_behind_nginx() {
     let size = 8 * MIB;
     let (file, data) = source_file(dir.path(), "two-nodes.bin", size, 16);
 
-    let mut driver = Driver::start(
-        "tus",
-        &pages.origin("127.0.0.1"),
-        &nginx.files_url(),
-        &[
-            "--file",
-            file.to_str().unwrap(),
-            "--throttle",
-            THROTTLE,
-            "--pause-at",
-            "0.4",
-        ],
-    );
-    let waiting = driver.until("the pause", |e| e["event"] == "waiting");
-    let url = waiting["url"].as_str().expect("url").to_owned();
+    let (mut driver, url) = Driver::paused_tus(&pages, &nginx.files_url(), &file, "0.4");
     assert!(url.starts_with(&nginx.files_url()), "{url}");
     let origins: Vec<String> = nodes.iter().map(TusServer::origin).collect();
     let at_pause = settled_offset(&url, &origins).await;
