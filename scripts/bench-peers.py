@@ -4,7 +4,7 @@
 Run through scripts/bench-peers.sh, which installs the peers and builds
 tusd-rs. Every round runs every workload against every server, the order of
 the servers rotating from round to round, each run on a fresh server and a
-fresh directory; every stored byte is checked after each run. Workloads:
+fresh file system; every stored byte is checked after each run. Workloads:
 
   create-16k, create-64k  creation-with-upload POSTs (wrk, 32 connections),
                           each a whole upload; uploads/s
@@ -21,6 +21,17 @@ tusd-rs runs the workloads whose cost depends on what is synced (creations
 and the PATCH, each of which completes its upload) once per --durability
 level; HEAD and memory sync nothing and run at the default. Peers sync
 nothing, so the tusd-rs row at `none` is the one at equal durability.
+
+Each run's upload directory is a file system of its own, made for the run
+and thrown away after it: a new ext4 image on a loop device (sparse,
+FS_GIB GiB, every inode table written at mkfs time so no background
+initialisation runs during the measurement). A directory on the host's file
+system would carry the state earlier runs left: after tens of thousands of
+files are deleted, ext4's inode allocator scans its tables for inodes to
+reuse, and the next run's creations wait on that, so the rounds measured
+the file system's history more than the servers. Without loop devices (or
+without root) it falls back to a tmpfs (which makes every sync free), and
+failing that to a plain directory; the output says which.
 
 Prints each run, then one table of medians with each peer's median ratio to
 tusd-rs in the same round, and writes everything as JSON (--json) for
@@ -39,6 +50,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,6 +121,53 @@ class Server:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self.log.close()
+
+
+class FreshFs:
+    """An empty file system mounted at `directory` for one run, torn down
+    with `discard`. `kind` is how it was made: "ext4 on loop", "tmpfs" or
+    "plain directory" (the fallbacks, for machines without loop devices or
+    root)."""
+
+    def __init__(self, directory, gib, want):
+        self.dir, self.image, self.mounted = Path(directory), None, False
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.kind = "plain directory"
+        if want in ("ext4", "auto") and self._ext4(gib):
+            self.kind = "ext4 on loop"
+        elif want in ("tmpfs", "auto") and self._mount(["-t", "tmpfs", "-o", f"size={gib}g", "tmpfs"]):
+            self.kind = "tmpfs"
+
+    def _ext4(self, gib):
+        if not shutil.which("mkfs.ext4"):
+            return False
+        fd, name = tempfile.mkstemp(prefix=f"{self.dir.name}-", suffix=".img", dir=self.dir.parent)
+        os.close(fd)
+        self.image = Path(name)
+        os.truncate(self.image, gib << 30)
+        made = subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0",
+             str(self.image)], capture_output=True).returncode == 0
+        if made and self._mount(["-o", "loop", str(self.image)]):
+            return True
+        self.image.unlink()
+        self.image = None
+        return False
+
+    def _mount(self, how):
+        self.mounted = subprocess.run(["mount", *how, str(self.dir)], capture_output=True).returncode == 0
+        return self.mounted
+
+    def discard(self):
+        if self.mounted:
+            # Lazily if something still holds it open; the loop device is
+            # freed when the last user goes (mount -o loop sets autoclear).
+            if subprocess.run(["umount", str(self.dir)], capture_output=True).returncode != 0:
+                subprocess.run(["umount", "-l", str(self.dir)], capture_output=True)
+            self.mounted = False
+        if self.image is not None:
+            self.image.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -337,6 +396,11 @@ def main():
     p.add_argument("--default-durability", default="complete")
     p.add_argument("--workloads", default=os.environ.get("WORKLOADS", "create-16k,create-64k,head,patch-1g,memory"))
     p.add_argument("--json", default=str(ROOT / "target/bench-peers/results.json"))
+    p.add_argument("--fs", choices=["auto", "ext4", "tmpfs", "dir"], default=os.environ.get("FS", "auto"),
+                   help="what each run's upload directory is (auto: ext4 on a loop device, "
+                        "else tmpfs, else a plain directory)")
+    p.add_argument("--fs-gib", type=int, default=int(os.environ.get("FS_GIB", 16)),
+                   help="size of each run's file system (ext4: a sparse image)")
     args = p.parse_args()
     args.durabilities = args.durabilities.split(",")
     workloads = args.workloads.split(",")
@@ -363,6 +427,7 @@ def main():
 
     everyone = servers(args)
     runs = []  # dicts: round, workload, kind, label, durability, value, ...
+    fs_kinds = []  # what the runs' upload directories were, in order of first use
     failures = []
     for rnd in range(1, args.rounds + 1):
         shift = (rnd - 1) % len(everyone)
@@ -373,10 +438,18 @@ def main():
                 if kind == "tusd-rs" and not durability_matters and durability != args.default_durability:
                     continue
                 directory = work / f"{kind}-{durability}-{workload}-{rnd}"
-                shutil.rmtree(directory, ignore_errors=True)
-                directory.mkdir(parents=True)
+                fs = FreshFs(directory, args.fs_gib, args.fs)
+                if fs.kind not in fs_kinds:
+                    fs_kinds.append(fs.kind)
+                    meta["fs"] = " / ".join(fs_kinds)
+                    print(f"upload directory of round {rnd} {workload} {label}: a fresh {fs.kind}"
+                          + (" (syncs cost nothing there)" if fs.kind == "tmpfs" else ""), flush=True)
                 port = free_port()
-                server = Server(kind, label, command(port, directory), directory, port, durability)
+                try:
+                    server = Server(kind, label, command(port, directory), directory, port, durability)
+                except BaseException:
+                    fs.discard()
+                    raise
                 try:
                     if workload == "create-16k":
                         result = run_create(args, server, 16)
@@ -395,6 +468,7 @@ def main():
                               "problems": [f"{type(e).__name__}: {e}"]}
                 finally:
                     server.stop()
+                    fs.discard()
                 extra = f", {result['cpu_per_gib']:.2f} CPU s/GiB" if "cpu_per_gib" in result else ""
                 extra += f", {result['after_burst']:.0f} after the burst" if "after_burst" in result else ""
                 print(f"round {rnd} {workload:<10} {label:<22} {result['value']:10.1f}{extra}   "
@@ -426,7 +500,8 @@ def summarize(runs, args, meta):
     lines = [
         f"{meta['date']}, commit {meta['commit']}, {meta['cores']} cores, load average "
         f"{meta['load_start']} at the start and {meta['load_end']} at the end (shared machine); "
-        f"{args.rounds} rounds; medians, peers as median ratio to tusd-rs in the same round",
+        f"{args.rounds} rounds; each run's uploads on a fresh {meta.get('fs', '?')}; "
+        f"medians, peers as median ratio to tusd-rs in the same round",
         "",
         "| workload | tusd-rs --durability | tusd-rs | rustus 0.5.10 | @tus/server 2.4.5 |",
         "|---|---|---|---|---|",
