@@ -251,6 +251,11 @@ pub struct Config {
     /// by S3.
     #[arg(long, env = "TUSD_S3_DISABLE_CONTENT_HASHES")]
     pub s3_disable_content_hashes: bool,
+    /// Seconds one attempt of one S3 request may take, sending a part
+    /// included; the SDK then retries. Raise it for large parts over a slow
+    /// link.
+    #[arg(long, env = "TUSD_S3_REQUEST_TIMEOUT", default_value_t = 300, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    pub s3_request_timeout: u64,
     /// etcd endpoints, comma-separated; setting this switches to the etcd locker
     /// (an error in a build without the `etcd` feature).
     #[arg(long, env = "TUSD_ETCD_ENDPOINTS", value_delimiter = ',')]

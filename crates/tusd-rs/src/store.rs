@@ -46,6 +46,7 @@ async fn install_s3(
         region: None,
         credentials: None,
         disable_content_hashes: cli.s3_disable_content_hashes,
+        request_timeout: Some(std::time::Duration::from_secs(cli.s3_request_timeout)),
     };
     let mut options = S3StoreOptions::new(bucket);
     options.object_prefix = cli.s3_object_prefix.clone();

@@ -33,6 +33,10 @@ pub struct S3ClientConfig {
     pub credentials: Option<(String, String)>,
     /// Sends no content checksums (see `S3StoreOptions`).
     pub disable_content_hashes: bool,
+    /// How long one attempt of one request may take, its body's upload
+    /// included (a part crosses the network inside it);
+    /// [`DEFAULT_REQUEST_TIMEOUT`] when `None`.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// Why the store cannot use its bucket: one line for a start-up error.
@@ -52,8 +56,9 @@ pub enum ConnectError {
 
 /// How long connecting to S3 may take before the attempt fails.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long a request may wait for its answer to start.
-const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+/// How long one attempt of a request may take unless configured: a 50 MiB
+/// part (the default size) at 200 KiB/s, ten such parts sharing a slow link.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// An S3 client configured from `config` and the AWS environment.
 pub async fn s3_client(config: &S3ClientConfig) -> Client {
@@ -80,14 +85,16 @@ pub async fn s3_client(config: &S3ClientConfig) -> Client {
     if config.disable_content_hashes {
         builder = builder.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     }
-    // Without limits a request whose answer never comes waits for ever,
+    // Without a limit a request whose answer never comes waits for ever,
     // holding its upload's write (seen once against Garage after a 503).
-    // The read limit counts until the answer's first byte, after the whole
-    // part was sent, so it is generous enough for a large part on a slow link.
+    // The limit is per attempt and covers sending the body: the HTTP
+    // client's read timeout would as well (hyper sends the body while it
+    // waits for the answer), so one bound, stated as such, is clearer.
+    let attempt = config.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
     builder = builder.timeout_config(
         aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .operation_attempt_timeout(attempt)
             .build(),
     );
     Client::from_conf(builder.build())

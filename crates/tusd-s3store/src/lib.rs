@@ -69,7 +69,7 @@ mod state;
 mod store;
 mod write;
 
-pub use client::{check_bucket, s3_client, ConnectError, S3ClientConfig};
+pub use client::{check_bucket, s3_client, ConnectError, S3ClientConfig, DEFAULT_REQUEST_TIMEOUT};
 pub use options::{
     S3StoreOptions, DEFAULT_CONCURRENT_PART_UPLOADS, DEFAULT_MAX_BUFFERED_PARTS, DEFAULT_PART_SIZE,
     MAX_PARTS, MAX_PART_SIZE, MIN_PART_SIZE,

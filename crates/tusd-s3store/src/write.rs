@@ -383,6 +383,9 @@ impl<'a> Staging<'a> {
             )
             .await;
             drop(permit);
+            if let Err(error) = &result {
+                tracing::warn!(%key, part = number, %error, "a part upload failed; it is sent again when the write ends");
+            }
             result.map_err(|error| Failed {
                 number,
                 error,
@@ -447,7 +450,10 @@ impl<'a> Staging<'a> {
                         retried = Some(part);
                         break;
                     }
-                    Err(e) => failed.error = e,
+                    Err(e) => {
+                        tracing::warn!(key = %self.keys.object, part = failed.number, error = %e, "a part upload failed again");
+                        failed.error = e
+                    }
                 }
             }
             match retried {

@@ -1,7 +1,9 @@
-//! The S3 store on a three-node Garage (replication factor 3): one node is
-//! killed in the middle of an upload, and the upload goes on and finishes
-//! byte for byte through the nodes that remain (Garage needs a quorum of
-//! two of three).
+//! Faults of the S3 server during a write. On a three-node Garage
+//! (replication factor 3) one node is killed in the middle of an upload,
+//! and the upload goes on and finishes byte for byte through the nodes that
+//! remain (Garage needs a quorum of two of three). On one node, Garage is
+//! frozen while parts are in flight: the requests it leaves unanswered time
+//! out and are sent again, and the write ends, with every byte stored once.
 
 mod common;
 
@@ -34,6 +36,7 @@ async fn an_upload_survives_one_garage_node_of_three_killed() {
             node.secret_access_key().to_owned(),
         )),
         disable_content_hashes: false,
+        request_timeout: None,
     };
     let mut options = S3StoreOptions::new(node.bucket());
     options.part_size = MIN_PART_SIZE;
@@ -68,4 +71,79 @@ async fn an_upload_survives_one_garage_node_of_three_killed() {
         got == data,
         "the finished object is the upload, byte for byte"
     );
+}
+
+/// Garage frozen (SIGSTOP) for a few request timeouts while parts are in
+/// flight: no request may wait for ever (a write once hung on an unanswered
+/// part), the parts that timed out are sent again once Garage answers, and
+/// the upload holds exactly the bytes written.
+#[tokio::test]
+async fn parts_left_unanswered_by_a_frozen_server_are_sent_again() {
+    let garage = std::sync::Arc::new(tusd_testsupport::GarageServer::start().await);
+    let mut config = common::config_for(&garage);
+    config.request_timeout = Some(std::time::Duration::from_secs(2));
+    let mut options = S3StoreOptions::new(garage.bucket());
+    options.part_size = MIN_PART_SIZE;
+    options.max_buffered_parts = 2;
+    options.concurrent_part_uploads = 2;
+    let store = S3Store::connect(&config, options).await.unwrap();
+    let data = common::pattern(23 * MIB + 3, 5);
+    let (info, id) = common::create_sized(&store, data.len()).await;
+
+    // The body freezes Garage once two parts are sealed (their uploads are
+    // in flight or done), waits past the request timeout, thaws it, and
+    // goes on.
+    let freeze_at = 2 * MIN_PART_SIZE as usize + 1;
+    let chunks: Vec<Bytes> = data
+        .chunks(256 * 1024)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let frozen = garage.clone();
+    let mut sent = 0;
+    let body = stream::iter(chunks)
+        .then(move |chunk| {
+            let garage = frozen.clone();
+            let before = sent;
+            sent += chunk.len();
+            async move {
+                if before < freeze_at && freeze_at <= before + chunk.len() {
+                    garage.pause();
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    garage.resume();
+                }
+                Ok::<_, std::io::Error>(chunk)
+            }
+        })
+        .boxed();
+    let written = store.write_chunk(&id, 0, None, body).await.unwrap();
+    assert_eq!(written, data.len() as u64);
+    assert_eq!(store.get_info(&id).await.unwrap().offset, written);
+
+    let client = common::client_for(&garage).await;
+    let multipart_id = info.id.split_once('+').unwrap().1;
+    let parts = client
+        .list_parts()
+        .bucket(garage.bucket())
+        .key(info.id.split_once('+').unwrap().0)
+        .upload_id(multipart_id)
+        .send()
+        .await
+        .unwrap();
+    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    let part = MIN_PART_SIZE as i64;
+    assert_eq!(
+        sizes,
+        [part, part, part, part, 3 * MIB as i64 + 3],
+        "every part once, whole"
+    );
+    store.finish_upload(&id, None).await.unwrap();
+    let mut got = Vec::new();
+    store
+        .read_range(&id, 0, data.len() as u64)
+        .await
+        .unwrap()
+        .read_to_end(&mut got)
+        .await
+        .unwrap();
+    assert!(got == data, "the object is the upload, byte for byte");
 }

@@ -298,29 +298,18 @@ impl EtcdMember {
 
     /// Freezes the member with SIGSTOP.
     pub fn pause(&mut self) {
-        self.signal(libc::SIGSTOP);
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("etcd member {} is not running", self.name));
+        crate::freeze::freeze(pid, &format!("etcd member {}", self.name));
         self.paused = true;
-        // kill(2) only queues the stop: every thread of etcd must notice it,
-        // and a thread busy on the other core may first answer a request
-        // sent right after. Return only once the whole process is stopped.
-        let pid = self.pid().expect("signalled above");
-        let stat = format!("/proc/{pid}/stat");
-        for _ in 0..400 {
-            let state = std::fs::read_to_string(&stat).unwrap_or_default();
-            let stopped = state
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'));
-            if stopped {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("etcd member {} did not stop after SIGSTOP", self.name);
     }
 
     /// Thaws the member with SIGCONT.
     pub fn resume(&mut self) {
-        self.signal(libc::SIGCONT);
+        if let Some(pid) = self.pid() {
+            crate::freeze::thaw(pid);
+        }
         self.paused = false;
     }
 
@@ -358,16 +347,6 @@ impl EtcdMember {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", etcd_bin().display()));
         self.child = Some(child);
-    }
-
-    fn signal(&mut self, signal: libc::c_int) {
-        let pid = self
-            .pid()
-            .unwrap_or_else(|| panic!("etcd member {} is not running", self.name));
-        // SAFETY: kill(2) has no memory effects; the pid is our own child,
-        // not yet reaped, so it cannot name another process.
-        let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
     fn exited(&self) -> Option<String> {

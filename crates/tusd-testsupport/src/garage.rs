@@ -294,6 +294,19 @@ impl GarageServer {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Freezes the node (SIGSTOP): its connections stay open and nothing
+    /// answers, as when its disk or VM hangs.
+    pub fn pause(&self) {
+        let pid = self.child.as_ref().expect("Garage is not running").id();
+        crate::freeze::freeze(pid, "Garage");
+    }
+
+    /// Thaws a paused node (SIGCONT).
+    pub fn resume(&self) {
+        let pid = self.child.as_ref().expect("Garage is not running").id();
+        crate::freeze::thaw(pid);
+    }
+
     /// Kills the node (SIGKILL) and reaps it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -39,6 +39,7 @@
 mod conformance;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+mod freeze;
 pub mod garage;
 pub mod in_process;
 pub mod locker_conformance;

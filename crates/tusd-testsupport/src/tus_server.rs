@@ -50,6 +50,9 @@ impl TusServer {
             .arg(upload_dir)
             .args(args)
             .env("TUSD_LOG", "info")
+            // With the S3 store: a request Garage leaves unanswered fails
+            // after this long instead of stalling the suite.
+            .env("TUSD_S3_REQUEST_TIMEOUT", "60")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -17,6 +17,9 @@ pub fn config_for(garage: &GarageServer) -> S3ClientConfig {
             garage.secret_access_key().to_owned(),
         )),
         disable_content_hashes: false,
+        // Garage on loopback answers in milliseconds: a request it leaves
+        // unanswered fails the test instead of stalling the suite.
+        request_timeout: Some(std::time::Duration::from_secs(30)),
     }
 }
 
