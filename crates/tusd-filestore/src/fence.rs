@@ -43,6 +43,57 @@
 //!
 //! The record is not synced: it matters while processes run, and a crash of
 //! the machine that holds the directory takes every lock holder with it.
+//!
+//! # The first bytes go unrecorded
+//!
+//! A request that finds an upload empty and without a record writes its
+//! first [`UNRECORDED_BYTES`] without recording its token: it neither
+//! creates `{id}.fence` nor reads one, only looks (inside each critical
+//! section) whether one has appeared. A small creation-with-upload is then
+//! two files instead of three, and a new file's inode and directory entry
+//! are most of what such an upload costs the file system. Every other
+//! change records as above: another request's, and this request's own once
+//! the upload holds `UNRECORDED_BYTES`. The guarantee above, case by case
+//! (each look runs inside the critical section, so it is atomic with the
+//! change):
+//!
+//! - A stale holder, and a successor that made a recorded change: refused,
+//!   as before. Only the first request that writes an upload can go
+//!   unrecorded: once the upload holds bytes, a request starting on it
+//!   records, and the data file empties again only by a truncation (a
+//!   failed checksum) or a concatenation, which record too. And once a
+//!   record exists, the unrecorded request's next write is checked against
+//!   it like any other.
+//! - A stale unrecorded request (paused past its lock) and a successor:
+//!   the successor's first change records, so the stale request's next
+//!   write is refused, as before.
+//! - An unrecorded successor, and a stale holder of the same issuer arriving
+//!   after one of its writes: the stale holder is admitted as if there were
+//!   no successor, and its change is recorded, so the successor's next
+//!   write is refused (by the length check, or by the record when the
+//!   stale change left the length alone). Before, the stale holder was
+//!   refused: this is the case the record no longer covers. What still
+//!   holds: it appends only exactly at the end of the successor's bytes, so
+//!   no byte lands at a shifted position and nothing is interleaved. Through
+//!   the handler, whose PATCH checks `Upload-Offset` against the stored
+//!   offset before any change (a declared length included), the stale
+//!   request must name an offset the upload reached only after the stale
+//!   holder got its lock, while it was still empty; a tus client names
+//!   offsets the server told it, so this takes one client sending two
+//!   PATCHes of one upload at once, or, for a creation-with-upload, a
+//!   party told the new id by a `post-create` hook that locks it before the
+//!   creating request does. The result is then the one a serial order of
+//!   the two requests gives.
+//! - Issuers: a new issuer retires the recorded one, and an unrecorded
+//!   request leaves none to retire. A holder under an old issuer, paused in
+//!   its unrecorded request until a new issuer changed the upload without
+//!   moving its length (declared a deferred length), is admitted at its
+//!   next write (its issuer looks new) instead of refused. That window
+//!   existed before for a holder ahead of its first change; it now extends
+//!   over its first `UNRECORDED_BYTES`. Holders under an old issuer outlive
+//!   a switch only when nodes with two lockers share a directory (a memory
+//!   locker's holders die with its process), and they stay bound by the
+//!   length check.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -52,6 +103,11 @@ use std::time::{Duration, Instant};
 
 use tusd_core::fence_record::{admit, FenceRecord as Record};
 use tusd_core::{FencingToken, StoreError};
+
+/// How many bytes the first request that writes an upload writes before it
+/// records its token (see the module docs): a small upload's whole body,
+/// while a large one pays the look for a record on only its first batches.
+pub(crate) const UNRECORDED_BYTES: u64 = 1 << 20;
 
 /// How long a change waits for another process's critical section (a writer
 /// paused while inside one) before giving up with [`StoreError::Fenced`].
@@ -64,6 +120,8 @@ pub(crate) struct Fence {
     path: PathBuf,
     token: Option<FencingToken>,
     record: Option<File>,
+    /// This caller's writes so far went unrecorded (see the module docs).
+    unrecorded: bool,
 }
 
 /// Proof that the caller is inside the critical section; leaving it (drop)
@@ -84,6 +142,7 @@ impl Fence {
             path,
             token: token.cloned(),
             record: None,
+            unrecorded: false,
         }
     }
 
@@ -101,7 +160,14 @@ impl Fence {
             return Err(StoreError::NotFound);
         }
         if let Some(token) = self.token.clone() {
-            self.admit(&token)?;
+            // An append that would leave the upload's first bytes, all its
+            // own, below the bound; whether there is a record is seen next.
+            let unrecorded = match expected_len {
+                Some(0) => metadata.len() == 0,
+                Some(expected) => self.unrecorded && expected < UNRECORDED_BYTES,
+                None => false,
+            };
+            self.admit(&token, unrecorded)?;
         }
         if let Some(expected) = expected_len {
             if metadata.len() != expected {
@@ -114,10 +180,20 @@ impl Fence {
         Ok(entered)
     }
 
-    fn admit(&mut self, token: &FencingToken) -> Result<(), StoreError> {
+    /// `unrecorded`: the change may go unrecorded if there is no record
+    /// (see the module docs).
+    fn admit(&mut self, token: &FencingToken, unrecorded: bool) -> Result<(), StoreError> {
         if self.record.is_none() {
-            self.record = Some(open_record(&self.path)?);
+            match open_record(&self.path, !unrecorded) {
+                Ok(file) => self.record = Some(file),
+                Err(e) if unrecorded && e.kind() == io::ErrorKind::NotFound => {
+                    self.unrecorded = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        self.unrecorded = false;
         let file = self.record.as_ref().expect("opened above");
         let current = read_record(file, &self.path)?;
         match admit(current.as_ref(), token) {
@@ -138,12 +214,13 @@ impl Fence {
     }
 }
 
-/// The record file, created if missing with the store's permissions.
-fn open_record(path: &Path) -> io::Result<File> {
+/// The record file, created if missing (and `create`) with the store's
+/// permissions.
+fn open_record(path: &Path, create: bool) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
         .mode(0o664)
         .open(path)
@@ -220,6 +297,95 @@ mod tests {
         assert!(matches!(refused, Err(StoreError::Fenced(_))));
         let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
         assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+    }
+
+    #[test]
+    fn the_first_bytes_go_unrecorded_and_every_later_change_is_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"").unwrap();
+        let data = File::open(&data_path).unwrap();
+        let record_path = dir.path().join("u.fence");
+        let first = token("etcd:1/tusd", 20);
+
+        let mut fence = Fence::new(record_path.clone(), Some(&first));
+        drop(fence.enter(&data, Some(0)).unwrap());
+        std::fs::write(&data_path, b"abc").unwrap();
+        drop(fence.enter(&data, Some(3)).unwrap());
+        assert!(!record_path.exists());
+        // Another caller finds bytes, and records.
+        let also_first = token("etcd:1/tusd", 20);
+        drop(
+            Fence::new(record_path.clone(), Some(&also_first))
+                .enter(&data, Some(3))
+                .unwrap(),
+        );
+        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+        let older = token("etcd:1/tusd", 10);
+        assert!(matches!(
+            Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(3)),
+            Err(StoreError::Fenced(_))
+        ));
+    }
+
+    #[test]
+    fn the_first_request_records_once_it_reaches_the_bound_or_finds_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"").unwrap();
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&data_path)
+            .unwrap();
+        let record_path = dir.path().join("u.fence");
+        let holder = token("etcd:1/tusd", 20);
+        let mut fence = Fence::new(record_path.clone(), Some(&holder));
+        drop(fence.enter(&data, Some(0)).unwrap());
+        let len = UNRECORDED_BYTES;
+        data.set_len(len).unwrap();
+        drop(fence.enter(&data, Some(len)).unwrap());
+        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+
+        // A stale unrecorded request meets its successor's record.
+        std::fs::remove_file(&record_path).unwrap();
+        data.set_len(0).unwrap();
+        let mut stale = Fence::new(record_path.clone(), Some(&holder));
+        drop(stale.enter(&data, Some(0)).unwrap());
+        data.set_len(5).unwrap();
+        let successor = token("etcd:1/tusd", 21);
+        drop(
+            Fence::new(record_path.clone(), Some(&successor))
+                .enter(&data, Some(5))
+                .unwrap(),
+        );
+        assert!(matches!(
+            stale.enter(&data, Some(5)),
+            Err(StoreError::Fenced(_))
+        ));
+    }
+
+    #[test]
+    fn a_first_write_is_checked_against_a_record_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_path = dir.path().join("u");
+        std::fs::write(&data_path, b"").unwrap();
+        let data = File::open(&data_path).unwrap();
+        let record_path = dir.path().join("u.fence");
+        // A successor declared the length (a recorded change) of the empty upload.
+        let newer = token("etcd:1/tusd", 20);
+        drop(
+            Fence::new(record_path.clone(), Some(&newer))
+                .enter(&data, None)
+                .unwrap(),
+        );
+        let older = token("etcd:1/tusd", 10);
+        assert!(matches!(
+            Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(0)),
+            Err(StoreError::Fenced(_))
+        ));
     }
 
     #[test]

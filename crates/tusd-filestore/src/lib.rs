@@ -13,10 +13,11 @@
 //!   old one, so a reader never sees half an `.info`.
 //!
 //! A third file, `{dir}/{id}.fence`, appears with the first change made
-//! under a lock: it records the newest fencing token that changed the
-//! upload, so that a holder who lost its lock without knowing it (a paused
-//! process) is refused instead of writing after its successor. tusd ignores
-//! it.
+//! under a lock after the upload's first bytes (those go unrecorded, see
+//! `fence`, so a small upload written by one request is two files): it
+//! records the newest fencing token that changed the upload, so that a
+//! holder who lost its lock without knowing it (a paused process) is
+//! refused instead of writing after its successor. tusd ignores it.
 //!
 //! The store keeps nothing about an upload in memory between calls, so any
 //! number of processes may serve the same directory, provided a shared locker
