@@ -5,8 +5,10 @@
 //! store the stream checks, in this order: was the lock lost (end with an
 //! error, so the store writes nothing more), was a release requested or is
 //! the server shutting down (end cleanly: the bytes already passed on stay
-//! stored and count in the offset), would the chunk run past the upload's
-//! length (cut it there). It also feeds the checksum and counts bytes, so the
+//! stored and count in the offset, and so do chunks the server has already
+//! received, up to a bound, so that a client that vanished right after
+//! sending loses nothing that reached the server), would the chunk run past
+//! the upload's length (cut it there). It also feeds the checksum and counts bytes, so the
 //! handler knows afterwards why and where the body ended.
 
 use std::sync::{Arc, Mutex};
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::checksum::Hasher;
@@ -96,6 +98,12 @@ struct State<S> {
     stop: CancellationToken,
     idle_timeout: Duration,
     shared: Arc<Mutex<Shared>>,
+    /// Set once a release request or shutdown stops the body: from then on
+    /// only chunks the server already holds are passed on, up to
+    /// [`STOP_GRACE_BYTES`], then it ends.
+    stopping: Option<BodyEnd>,
+    /// Bytes passed on since the body was told to stop.
+    after_stop: u64,
 }
 
 /// Wraps `body` into the stream a store consumes, plus the report to read
@@ -114,6 +122,8 @@ pub fn chunk_stream(body: Body, rules: BodyRules) -> (ChunkStream, BodyReport) {
         stop: rules.stop,
         idle_timeout: rules.idle_timeout,
         shared: shared.clone(),
+        stopping: None,
+        after_stop: 0,
     };
     (
         futures::stream::unfold(state, step).boxed(),
@@ -125,6 +135,40 @@ fn finish<S>(state: &State<S>, end: BodyEnd) {
     state.shared.lock().unwrap().end.get_or_insert(end);
 }
 
+/// Bytes a stopped body may still pass on when the server already holds
+/// them. Bounded because a fast client keeps refilling what the server
+/// holds while the store writes: a release must not wait on it for ever.
+const STOP_GRACE_BYTES: u64 = 256 * 1024;
+
+/// When the body must stop: the next chunk if the server already holds it
+/// (it reached the server, so it is stored rather than sent again) and the
+/// grace allows, else `None` after recording `end`. Waits for nothing.
+fn ready_chunk<S>(
+    state: &mut State<S>,
+    end: BodyEnd,
+) -> Option<Result<Option<Result<Bytes, axum::Error>>, tokio::time::error::Elapsed>>
+where
+    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin + Send,
+{
+    let ready = if state.after_stop < STOP_GRACE_BYTES {
+        state.data.next().now_or_never()
+    } else {
+        None
+    };
+    match ready {
+        Some(next) => {
+            if let Some(Ok(chunk)) = &next {
+                state.after_stop += chunk.len() as u64;
+            }
+            Some(Ok(next))
+        }
+        None => {
+            finish(state, end);
+            None
+        }
+    }
+}
+
 async fn step<S>(mut state: State<S>) -> Option<(Result<Bytes, std::io::Error>, State<S>)>
 where
     S: Stream<Item = Result<Bytes, axum::Error>> + Unpin + Send,
@@ -133,25 +177,31 @@ where
         return None;
     }
     let signals = state.signals.clone();
-    let next = tokio::select! {
-        biased;
-        _ = signals.lost() => {
-            finish(&state, BodyEnd::LockLost);
-            return Some((Err(std::io::Error::other("upload lock was lost")), state));
-        }
-        _ = signals.release_requested() => {
-            finish(&state, BodyEnd::Stopped);
-            return None;
-        }
-        _ = state.shutdown.cancelled() => {
-            finish(&state, BodyEnd::Stopped);
-            return None;
-        }
-        _ = state.stop.cancelled() => {
-            finish(&state, BodyEnd::StoppedByHook);
-            return None;
-        }
-        next = tokio::time::timeout(state.idle_timeout, state.data.next()) => next,
+    let next = match state.stopping {
+        Some(end) => match ready_chunk(&mut state, end) {
+            Some(next) => next,
+            None => return None,
+        },
+        None => tokio::select! {
+            biased;
+            _ = signals.lost() => {
+                finish(&state, BodyEnd::LockLost);
+                return Some((Err(std::io::Error::other("upload lock was lost")), state));
+            }
+            _ = signals.release_requested() => {
+                state.stopping = Some(BodyEnd::Stopped);
+                ready_chunk(&mut state, BodyEnd::Stopped)?
+            }
+            _ = state.shutdown.cancelled() => {
+                state.stopping = Some(BodyEnd::Stopped);
+                ready_chunk(&mut state, BodyEnd::Stopped)?
+            }
+            _ = state.stop.cancelled() => {
+                finish(&state, BodyEnd::StoppedByHook);
+                return None;
+            }
+            next = tokio::time::timeout(state.idle_timeout, state.data.next()) => next,
+        },
     };
     let mut chunk = match next {
         Ok(Some(Ok(chunk))) => chunk,
@@ -235,10 +285,32 @@ mod tests {
 
     #[tokio::test]
     async fn release_request_ends_cleanly_and_loss_ends_with_error() {
+        // Bytes the server already holds are passed on before the stop.
         let signals = LockSignals::new();
         signals.request_release();
         let (s, report) = chunk_stream(Body::from("hello"), rules(10, &signals));
+        assert_eq!(drain(s).await, (b"hello".to_vec(), false));
+        assert_eq!(report.outcome().end, BodyEnd::Complete);
+
+        // Nothing held: the body stops at once, cleanly.
+        let signals = LockSignals::new();
+        signals.request_release();
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let (s, report) = chunk_stream(Body::from_stream(rx), rules(10, &signals));
         assert_eq!(drain(s).await, (Vec::new(), false));
+        assert_eq!(report.outcome().end, BodyEnd::Stopped);
+        drop(tx);
+
+        // A body that never runs dry stops after the grace.
+        let signals = LockSignals::new();
+        signals.request_release();
+        let endless =
+            futures::stream::repeat_with(|| Ok::<_, std::io::Error>(Bytes::from(vec![7u8; 4096])));
+        let (s, report) = chunk_stream(Body::from_stream(endless), rules(u64::MAX, &signals));
+        let (passed, errored) = drain(s).await;
+        assert!(!errored);
+        assert!(passed.len() as u64 >= STOP_GRACE_BYTES);
+        assert!(passed.len() as u64 <= STOP_GRACE_BYTES + 4096);
         assert_eq!(report.outcome().end, BodyEnd::Stopped);
 
         let signals = LockSignals::new();
