@@ -16,9 +16,10 @@
 //! raises exclusive where the server honours those headers, but the part
 //! uploads that follow are separate requests no record can guard. A holder
 //! that passes the check and then pauses (GC, a frozen VM) can still land a
-//! part after its successor's check. The check shrinks that window from "a
-//! whole paused request" to "between one check and the next part upload";
-//! it does not close it. docs/s3.md says which servers honour the headers.
+//! part after its successor's check. Checking again before each part (a
+//! read-only [`check`]) shrinks that window from "a whole paused request"
+//! to "the parts already in flight"; it does not close it. docs/s3.md says
+//! which servers honour the headers.
 
 use aws_sdk_s3::primitives::ByteStream;
 use tusd_core::fence_record::{admit as admit_token, FenceRecord as Record};
@@ -67,6 +68,23 @@ pub(crate) async fn admit(
         "the fencing record {} kept changing under token {token}",
         keys.fence
     )))
+}
+
+/// Refuses `token` (`Fenced`) when the record names a newer holder; reads
+/// only. A write checks again before each part it sends: a holder paused
+/// after its first check, whose lock passed to another node meanwhile, then
+/// stops at its next part instead of sending every part of its body.
+pub(crate) async fn check(
+    inner: &Inner,
+    keys: &UploadKeys,
+    token: Option<&FencingToken>,
+) -> Result<(), StoreError> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let (record, _) = read(inner, keys).await?;
+    admit_token(record.as_ref(), token).map_err(StoreError::Fenced)?;
+    Ok(())
 }
 
 /// The record and its ETag; an unreadable record counts as none, as in the

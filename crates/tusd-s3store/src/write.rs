@@ -103,7 +103,7 @@ pub(crate) async fn write(
     Box::pin(fence::admit(inner, keys, fence)).await?;
 
     let size = (!state.info.size_is_deferred).then_some(state.info.size);
-    let mut staging = Staging::new(inner, keys, &state, size)?;
+    let mut staging = Staging::new(inner, keys, &state, size, fence)?;
     if state.tail > 0 {
         Box::pin(staging.start_with_tail()).await?;
     }
@@ -114,9 +114,15 @@ pub(crate) async fn write(
         match item {
             Ok(bytes) => {
                 received += bytes.len() as u64;
-                if let Err(e) = staging.push(bytes).await {
-                    stream_error = Some(e);
-                    break;
+                match staging.push(bytes).await {
+                    Ok(()) => {}
+                    // A newer holder changed the upload: store nothing more
+                    // (dropping the staging cancels the parts in flight).
+                    Err(e @ StoreError::Fenced(_)) => return Err(e),
+                    Err(e) => {
+                        stream_error = Some(e);
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -151,6 +157,8 @@ pub(crate) async fn write(
 struct Staging<'a> {
     inner: &'a Arc<Inner>,
     keys: &'a UploadKeys,
+    /// Checked again before each part: see [`fence::check`].
+    fence: Option<&'a FencingToken>,
     part_size: u64,
     size: Option<u64>,
     /// Bytes stored in parts before this write, plus those sealed into
@@ -271,10 +279,12 @@ impl<'a> Staging<'a> {
         keys: &'a UploadKeys,
         state: &UploadState,
         size: Option<u64>,
+        fence: Option<&'a FencingToken>,
     ) -> Result<Staging<'a>, StoreError> {
         Ok(Staging {
             inner,
             keys,
+            fence,
             part_size: inner.options.part_size_for(size),
             size,
             before_current: state.bytes_in_parts(),
@@ -358,6 +368,7 @@ impl<'a> Staging<'a> {
             return Ok(());
         };
         part.checksum = part.writer.complete().await?;
+        Box::pin(fence::check(self.inner, self.keys, self.fence)).await?;
         Box::pin(self.delete_tail_if_taken()).await?;
         let permit = self
             .buffered
@@ -487,6 +498,7 @@ impl<'a> Staging<'a> {
             return Ok(());
         };
         let checksum = rest.writer.complete().await?;
+        fence::check(self.inner, self.keys, self.fence).await?;
         let last = self.size == Some(self.before_current + rest.len);
         if rest.len >= MIN_PART_SIZE || last {
             self.delete_tail_if_taken().await?;

@@ -147,3 +147,95 @@ async fn parts_left_unanswered_by_a_frozen_server_are_sent_again() {
         .unwrap();
     assert!(got == data, "the object is the upload, byte for byte");
 }
+
+/// A holder whose lock passed to another node while its body streamed (a
+/// paused process, its lease lost) is refused at its next part: the newer
+/// holder's raise of `.fence` (made here with the S3 client, as another
+/// node's store would) stops the write with `Fenced`, no part after the
+/// raise reaches the multipart upload, and the newer holder finishes the
+/// upload from the offset the store reports.
+#[tokio::test]
+async fn a_holder_superseded_mid_write_sends_no_further_part() {
+    let garage = std::sync::Arc::new(tusd_testsupport::GarageServer::start().await);
+    let mut options = S3StoreOptions::new(garage.bucket());
+    options.part_size = MIN_PART_SIZE;
+    options.max_buffered_parts = 1;
+    options.concurrent_part_uploads = 1;
+    let store = S3Store::connect(&common::config_for(&garage), options)
+        .await
+        .unwrap();
+    let data = common::pattern(23 * MIB, 8);
+    let (info, id) = common::create_sized(&store, data.len()).await;
+    let (object, multipart_id) = info.id.split_once('+').unwrap();
+    let (object, multipart_id) = (object.to_owned(), multipart_id.to_owned());
+    let client = common::client_for(&garage).await;
+    let holder = tusd_core::FencingToken::new("etcd:test", 10);
+
+    // One MiB into the second part, another holder takes over.
+    let raise_at = MIN_PART_SIZE as usize + MIB;
+    let chunks: Vec<Bytes> = data
+        .chunks(256 * 1024)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let (raiser, bucket, fence_key) = (client.clone(), garage.bucket(), format!("{object}.fence"));
+    let mut sent = 0;
+    let body = stream::iter(chunks)
+        .then(move |chunk| {
+            let (raiser, fence_key) = (raiser.clone(), fence_key.clone());
+            let before = sent;
+            sent += chunk.len();
+            async move {
+                if before < raise_at && raise_at <= before + chunk.len() {
+                    raiser
+                        .put_object()
+                        .bucket(bucket)
+                        .key(fence_key)
+                        .body(br#"{"Issuer":"etcd:test","Token":11,"Retired":[]}"#.to_vec().into())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+                Ok::<_, std::io::Error>(chunk)
+            }
+        })
+        .boxed();
+    let refused = store.write_chunk(&id, 0, Some(&holder), body).await;
+    assert!(
+        matches!(refused, Err(tusd_core::StoreError::Fenced(_))),
+        "the superseded holder is refused: {refused:?}"
+    );
+    let parts = client
+        .list_parts()
+        .bucket(garage.bucket())
+        .key(&object)
+        .upload_id(&multipart_id)
+        .send()
+        .await
+        .unwrap();
+    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    // The part sealed before the raise may have been cut off in flight when
+    // the write was refused; none after it was sent.
+    assert!(
+        sizes.is_empty() || sizes == [MIN_PART_SIZE as i64],
+        "at most the part sealed before the raise: {sizes:?}"
+    );
+    let newer = tusd_core::FencingToken::new("etcd:test", 11);
+    let offset = store.get_info(&id).await.unwrap().offset;
+    assert_eq!(offset, sizes.iter().sum::<i64>() as u64);
+    let rest = stream::iter(vec![Ok(Bytes::copy_from_slice(&data[offset as usize..]))]).boxed();
+    let written = store
+        .write_chunk(&id, offset, Some(&newer), rest)
+        .await
+        .unwrap();
+    assert_eq!(offset + written, data.len() as u64);
+    store.finish_upload(&id, Some(&newer)).await.unwrap();
+    let mut got = Vec::new();
+    store
+        .read_range(&id, 0, data.len() as u64)
+        .await
+        .unwrap()
+        .read_to_end(&mut got)
+        .await
+        .unwrap();
+    assert!(got == data, "the newer holder's upload is whole");
+}
