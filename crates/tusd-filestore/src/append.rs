@@ -13,8 +13,10 @@
 //!   stops growing at [`BATCH_BYTES`] (or [`BATCH_CHUNKS`] chunks).
 //! - **Plain-file speed.** Chunks are never copied: a batch is written with
 //!   one vectored `write` of the chunks as received. A batch only takes
-//!   chunks the stream has ready *now*, so data is never held back waiting
-//!   for more; coalescing happens only when the disk is behind the network.
+//!   chunks the stream has ready *now* (the first one after giving the
+//!   connection one turn to read what the kernel already holds, so a small
+//!   body is one write), so data is never held back waiting for the
+//!   network; otherwise coalescing happens only when the disk is behind.
 //!   There is no fsync per chunk (tusd does none either).
 //! - **No write by a stale holder, none at a shifted position.** Each batch
 //!   is written inside the upload's fenced critical section (see
@@ -41,6 +43,9 @@ use crate::paths::UploadPaths;
 pub(crate) const BATCH_BYTES: usize = 1 << 20;
 /// The most chunks a batch gathers (the kernel takes at most 1024 per write).
 pub(crate) const BATCH_CHUNKS: usize = 1024;
+/// Below this many bytes, the first batch gives the connection a turn to
+/// read more before it is written (see `next_batch`).
+const COALESCE_BYTES: usize = 256 * 1024;
 
 /// A batch write on the blocking pool; it hands the fence back for the next.
 type BatchWrite = JoinHandle<(Fence, Result<u64, StoreError>)>;
@@ -70,7 +75,7 @@ async fn append_owned(
     // The first batch is gathered before the file is opened, so that opening
     // and writing it is one trip to the blocking pool (when writes go
     // there): a small upload's body usually arrives with its head.
-    let (first, mut end) = next_batch(&mut body).await;
+    let (first, mut end) = next_batch(&mut body, true).await;
     let open_and_write = move || {
         let mut fence = fence;
         let file = open_at(&path, offset);
@@ -94,7 +99,7 @@ async fn append_owned(
         if let Some(end) = end.take() {
             break end;
         }
-        let (batch, next_end) = next_batch(&mut body).await;
+        let (batch, next_end) = next_batch(&mut body, false).await;
         end = next_end;
         if let Some(write) = in_flight.take() {
             let (returned, written) = write.await.map_err(join_error)?;
@@ -129,8 +134,8 @@ async fn append_owned(
 /// `offset` bytes, so a request that cannot be written fails before its
 /// body is read. The check that counts is repeated for every batch.
 fn open_at(path: &std::path::Path, offset: u64) -> Result<Arc<File>, StoreError> {
-    let file = data_file::open(path, Access::Append)?;
-    let len = file.metadata()?.len();
+    let (file, metadata) = data_file::open_with_metadata(path, Access::Append)?;
+    let len = metadata.len();
     if len != offset {
         return Err(StoreError::OffsetMoved {
             expected: offset,
@@ -156,7 +161,7 @@ fn write_fenced(
 /// Waits for the next chunk, then takes whatever further chunks are ready
 /// without waiting, up to the batch limits. The second value is `Some` once
 /// the stream has ended, cleanly or with an error.
-async fn next_batch(body: &mut ChunkStream) -> (Vec<Bytes>, Option<io::Result<()>>) {
+async fn next_batch(body: &mut ChunkStream, first: bool) -> (Vec<Bytes>, Option<io::Result<()>>) {
     let mut batch = Vec::new();
     let mut len = 0;
     let mut next = body.next().await;
@@ -175,6 +180,21 @@ async fn next_batch(body: &mut ChunkStream) -> (Vec<Bytes>, Option<io::Result<()
         }
         match body.next().now_or_never() {
             Some(ready) => next = ready,
+            None if first && len < COALESCE_BYTES => {
+                // The connection reads a body one chunk per demand (hyper
+                // starts at 8 KiB and doubles), so a 64 KiB body already in
+                // the socket would otherwise be four batches, each paying
+                // for the lock, the checks and a wake-up. Giving the reader
+                // one turn lets it hand over what the kernel holds; nothing
+                // waits for the network: an empty turn ends the batch. Only
+                // the first batch does this: a small upload is one batch,
+                // and a long stream does not pay a turn per batch.
+                tokio::task::yield_now().await;
+                match body.next().now_or_never() {
+                    Some(ready) => next = ready,
+                    None => return (batch, None),
+                }
+            }
             None => return (batch, None),
         }
     }
@@ -221,10 +241,10 @@ mod tests {
     async fn ready_chunks_are_coalesced_up_to_the_limit() {
         let chunk = Bytes::from(vec![7u8; BATCH_BYTES / 4]);
         let mut s: ChunkStream = stream::iter((0..6).map(move |_| Ok(chunk.clone()))).boxed();
-        let (first, end) = next_batch(&mut s).await;
+        let (first, end) = next_batch(&mut s, false).await;
         assert_eq!(first.len(), 4);
         assert!(end.is_none());
-        let (rest, end) = next_batch(&mut s).await;
+        let (rest, end) = next_batch(&mut s, false).await;
         assert_eq!(rest.len(), 2);
         assert!(matches!(end, Some(Ok(()))));
     }
@@ -234,9 +254,26 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
         let mut s: ChunkStream = tokio_stream_from(rx);
         tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
-        let (batch, end) = next_batch(&mut s).await;
-        assert_eq!(batch, [Bytes::from_static(b"ab")]);
-        assert!(end.is_none());
+        for first in [true, false] {
+            let (batch, end) = next_batch(&mut s, first).await;
+            assert_eq!(batch, [Bytes::from_static(b"ab")]);
+            assert!(end.is_none());
+            tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_batch_takes_what_the_reader_hands_over_in_one_turn() {
+        for first in [true, false] {
+            let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(4);
+            let mut s: ChunkStream = tokio_stream_from(rx);
+            tx.send(Ok(Bytes::from_static(b"ab"))).await.unwrap();
+            // A reader that runs only when this task lets it.
+            tokio::spawn(async move { tx.send(Ok(Bytes::from_static(b"cd"))).await });
+            let (batch, _) = next_batch(&mut s, first).await;
+            let expected: &[&[u8]] = if first { &[b"ab", b"cd"] } else { &[b"ab"] };
+            assert_eq!(batch, expected, "first batch: {first}");
+        }
     }
 
     fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> ChunkStream {

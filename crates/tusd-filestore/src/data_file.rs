@@ -5,7 +5,7 @@
 //! follow a symlink (`O_NOFOLLOW`) and insists on a regular file, so a write
 //! can never land outside the upload and a read never hangs.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -24,6 +24,15 @@ pub(crate) enum Access {
 /// Opens the data file at `path`: `NotFound` if missing, `Corrupt` if it is
 /// not a regular file.
 pub(crate) fn open(path: &Path, access: Access) -> Result<File, StoreError> {
+    open_with_metadata(path, access).map(|(file, _)| file)
+}
+
+/// [`open`], also returning the metadata it checked, so a caller that needs
+/// the length does not ask the kernel again.
+pub(crate) fn open_with_metadata(
+    path: &Path,
+    access: Access,
+) -> Result<(File, Metadata), StoreError> {
     let mut options = OpenOptions::new();
     match access {
         Access::Read => options.read(true),
@@ -37,10 +46,11 @@ pub(crate) fn open(path: &Path, access: Access) -> Result<File, StoreError> {
             Some(libc::ELOOP) | Some(libc::EISDIR) => not_regular(),
             _ => upload_io(e),
         })?;
-    if !file.metadata()?.is_file() {
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
         return Err(not_regular());
     }
-    Ok(file)
+    Ok((file, metadata))
 }
 
 fn not_regular() -> StoreError {

@@ -94,7 +94,10 @@ impl DataStore for FileStore {
     /// Creates the empty data file, then the `.info`; if the `.info` cannot
     /// be written the data file is removed again, so no half-created upload
     /// is left behind. Without a sync these are a few small calls, made
-    /// where [`FileIo`] says; a sync always waits on the blocking pool.
+    /// where [`FileIo`] says; a sync always waits on the blocking pool. The
+    /// state returned is the one written, not read back: both files are new
+    /// and nobody else knows the id yet, so reading them again (an open,
+    /// two stats and a read) could only return the same.
     async fn create_upload(&self, upload: NewUpload) -> Result<UploadInfo, StoreError> {
         let dir = self.dir.clone();
         let sync = self.durability.syncs_state();
@@ -106,7 +109,7 @@ impl DataStore for FileStore {
                 let _ = fs::remove_file(&paths.data);
                 return Err(e);
             }
-            info_file::load(&paths)
+            Ok(info)
         })
         .await
     }
