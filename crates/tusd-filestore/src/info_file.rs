@@ -84,8 +84,18 @@ fn read_info(paths: &UploadPaths) -> Result<Vec<u8>, StoreError> {
             metadata.len()
         )));
     }
-    let mut json = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_INFO_BYTES + 1).read_to_end(&mut json)?;
+    // Exactly the length the stat gave, with no further read to see the
+    // end: an `.info` is replaced by a rename, never changed in place, so
+    // the open file keeps that length (one read per HEAD instead of two).
+    // A foreign writer changing it in place leaves a prefix that does not
+    // parse, or an early end: refused either way.
+    let mut json = vec![0; metadata.len() as usize];
+    (&file).read_exact(&mut json).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            StoreError::Corrupt("the .info file shrank while it was read".into())
+        }
+        _ => StoreError::Io(e),
+    })?;
     Ok(json)
 }
 
