@@ -26,7 +26,8 @@ use crate::FencingToken;
 pub const MAX_RETIRED: usize = 16;
 
 /// What a store records per upload: the newest token that changed it, and
-/// the issuers taken over from (the file store keeps it in `{id}.fence`).
+/// the issuers taken over from (the file store keeps it in an extended
+/// attribute of the data file).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct FenceRecord {

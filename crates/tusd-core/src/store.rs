@@ -78,11 +78,7 @@ pub enum StoreError {
 ///   [`StoreError::Fenced`] a token older than one that already changed the
 ///   upload, checked atomically with the change itself, so a holder that
 ///   lost its lock while paused can never write after its successor. The
-///   file store does; see its `fence` module for the rule across issuers,
-///   and for the one exception it makes: the first request that writes an
-///   upload goes unrecorded for its first MiB (a small upload is then two
-///   files, not three), so a stale holder may follow it, but only exactly
-///   at the end of its bytes.
+///   file store does; see its `fence` module for the rule across issuers.
 #[async_trait]
 pub trait DataStore: Send + Sync + 'static {
     /// Creates an upload with a fresh id and zero bytes.

@@ -10,8 +10,8 @@
 //! 1. takes an exclusive OS lock (`flock`) on the upload's data file, which
 //!    every process sharing the directory honours;
 //! 2. checks that the data file is still linked (not terminated meanwhile);
-//! 3. admits the caller's fencing token against the upload's record,
-//!    `{id}.fence`, and raises the record if the token is newer;
+//! 3. admits the caller's fencing token against the upload's record (see
+//!    below) and raises the record if the token is newer;
 //! 4. checks the data file's length against the offset the change expects;
 //! 5. makes the change, then lets go of the OS lock.
 //!
@@ -21,8 +21,17 @@
 //!
 //! # The record and the rule
 //!
-//! `{id}.fence` is JSON: `{"Issuer": "...", "Token": 42, "Retired": [...]}`,
-//! and the rule is `tusd_core::fence_record`'s, shared with every store.
+//! The record is JSON, `{"Issuer": "...", "Token": 42, "Retired": [...]}`,
+//! kept in the extended attribute `user.tusd.fence` of the data file, the
+//! file whose OS lock guards it. An attribute costs no file of its own: a
+//! small upload is two files, data and `.info`, and its record is written
+//! into the data file's inode (ext4, XFS and Btrfs keep an attribute this
+//! small there). Where the file system refuses user attributes (some
+//! network file systems, tmpfs before Linux 6.6), and for uploads recorded
+//! by versions before this one, the record is the file `{id}.fence`
+//! instead, as it was. Nodes sharing a directory must all keep the record
+//! in the same place, so a cluster moves to this version all at once.
+//! The rule is `tusd_core::fence_record`'s, shared with every store.
 //! Tokens are comparable only within one issuer (one etcd cluster and
 //! prefix, or one memory locker's lifetime). A call with a token is admitted
 //! when:
@@ -43,57 +52,6 @@
 //!
 //! The record is not synced: it matters while processes run, and a crash of
 //! the machine that holds the directory takes every lock holder with it.
-//!
-//! # The first bytes go unrecorded
-//!
-//! A request that finds an upload empty and without a record writes its
-//! first [`UNRECORDED_BYTES`] without recording its token: it neither
-//! creates `{id}.fence` nor reads one, only looks (inside each critical
-//! section) whether one has appeared. A small creation-with-upload is then
-//! two files instead of three, and a new file's inode and directory entry
-//! are most of what such an upload costs the file system. Every other
-//! change records as above: another request's, and this request's own once
-//! the upload holds `UNRECORDED_BYTES`. The guarantee above, case by case
-//! (each look runs inside the critical section, so it is atomic with the
-//! change):
-//!
-//! - A stale holder, and a successor that made a recorded change: refused,
-//!   as before. Only the first request that writes an upload can go
-//!   unrecorded: once the upload holds bytes, a request starting on it
-//!   records, and the data file empties again only by a truncation (a
-//!   failed checksum) or a concatenation, which record too. And once a
-//!   record exists, the unrecorded request's next write is checked against
-//!   it like any other.
-//! - A stale unrecorded request (paused past its lock) and a successor:
-//!   the successor's first change records, so the stale request's next
-//!   write is refused, as before.
-//! - An unrecorded successor, and a stale holder of the same issuer arriving
-//!   after one of its writes: the stale holder is admitted as if there were
-//!   no successor, and its change is recorded, so the successor's next
-//!   write is refused (by the length check, or by the record when the
-//!   stale change left the length alone). Before, the stale holder was
-//!   refused: this is the case the record no longer covers. What still
-//!   holds: it appends only exactly at the end of the successor's bytes, so
-//!   no byte lands at a shifted position and nothing is interleaved. Through
-//!   the handler, whose PATCH checks `Upload-Offset` against the stored
-//!   offset before any change (a declared length included), the stale
-//!   request must name an offset the upload reached only after the stale
-//!   holder got its lock, while it was still empty; a tus client names
-//!   offsets the server told it, so this takes one client sending two
-//!   PATCHes of one upload at once, or, for a creation-with-upload, a
-//!   party told the new id by a `post-create` hook that locks it before the
-//!   creating request does. The result is then the one a serial order of
-//!   the two requests gives.
-//! - Issuers: a new issuer retires the recorded one, and an unrecorded
-//!   request leaves none to retire. A holder under an old issuer, paused in
-//!   its unrecorded request until a new issuer changed the upload without
-//!   moving its length (declared a deferred length), is admitted at its
-//!   next write (its issuer looks new) instead of refused. That window
-//!   existed before for a holder ahead of its first change; it now extends
-//!   over its first `UNRECORDED_BYTES`. Holders under an old issuer outlive
-//!   a switch only when nodes with two lockers share a directory (a memory
-//!   locker's holders die with its process), and they stay bound by the
-//!   length check.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -104,25 +62,29 @@ use std::time::{Duration, Instant};
 use tusd_core::fence_record::{admit, FenceRecord as Record};
 use tusd_core::{FencingToken, StoreError};
 
-/// How many bytes the first request that writes an upload writes before it
-/// records its token (see the module docs): a small upload's whole body,
-/// while a large one pays the look for a record on only its first batches.
-pub(crate) const UNRECORDED_BYTES: u64 = 1 << 20;
-
 /// How long a change waits for another process's critical section (a writer
 /// paused while inside one) before giving up with [`StoreError::Fenced`].
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// An upload's fencing state for a run of changes by one caller: the path of
-/// its record and the caller's token. The record file is opened on the first
-/// change that needs it and kept open for the next ones.
+/// An upload's fencing state for a run of changes by one caller: where its
+/// record is and the caller's token. Where the record is, is learnt on the
+/// first change that needs it and kept for the next ones.
 pub(crate) struct Fence {
     path: PathBuf,
     token: Option<FencingToken>,
-    record: Option<File>,
-    /// This caller's writes so far went unrecorded (see the module docs).
-    unrecorded: bool,
+    place: Option<Place>,
 }
+
+/// Where an upload's record is kept.
+enum Place {
+    /// In the data file's extended attribute [`ATTRIBUTE`].
+    Attribute,
+    /// In `{id}.fence`, open.
+    File(File),
+}
+
+/// The extended attribute of the data file that holds the record.
+pub(crate) const ATTRIBUTE: &str = "user.tusd.fence";
 
 /// Proof that the caller is inside the critical section; leaving it (drop)
 /// releases the OS lock.
@@ -141,8 +103,7 @@ impl Fence {
         Fence {
             path,
             token: token.cloned(),
-            record: None,
-            unrecorded: false,
+            place: None,
         }
     }
 
@@ -160,14 +121,7 @@ impl Fence {
             return Err(StoreError::NotFound);
         }
         if let Some(token) = self.token.clone() {
-            // An append that would leave the upload's first bytes, all its
-            // own, below the bound; whether there is a record is seen next.
-            let unrecorded = match expected_len {
-                Some(0) => metadata.len() == 0,
-                Some(expected) => self.unrecorded && expected < UNRECORDED_BYTES,
-                None => false,
-            };
-            self.admit(&token, unrecorded)?;
+            self.admit(data, &token)?;
         }
         if let Some(expected) = expected_len {
             if metadata.len() != expected {
@@ -180,66 +134,146 @@ impl Fence {
         Ok(entered)
     }
 
-    /// `unrecorded`: the change may go unrecorded if there is no record
-    /// (see the module docs).
-    fn admit(&mut self, token: &FencingToken, unrecorded: bool) -> Result<(), StoreError> {
-        if self.record.is_none() {
-            match open_record(&self.path, !unrecorded) {
-                Ok(file) => self.record = Some(file),
-                Err(e) if unrecorded && e.kind() == io::ErrorKind::NotFound => {
-                    self.unrecorded = true;
-                    return Ok(());
+    fn admit(&mut self, data: &File, token: &FencingToken) -> Result<(), StoreError> {
+        let current = self.read(data)?;
+        let new = match admit(current.as_ref(), token) {
+            Err(reason) => return Err(StoreError::Fenced(reason)),
+            Ok(None) => return Ok(()),
+            Ok(Some(new)) => new,
+        };
+        let json = serde_json::to_vec(&new).map_err(io::Error::other)?;
+        match self.place.as_ref().expect("set by read") {
+            Place::Attribute => match write_attribute(data, &json) {
+                Err(e) if unsupported(&e) => {
+                    let file = open_record(&self.path)?;
+                    write_file(&file, &json)?;
+                    self.place = Some(Place::File(file));
                 }
-                Err(e) => return Err(e.into()),
-            }
+                written => written?,
+            },
+            Place::File(file) => write_file(file, &json)?,
         }
-        self.unrecorded = false;
-        let file = self.record.as_ref().expect("opened above");
-        let current = read_record(file, &self.path)?;
-        match admit(current.as_ref(), token) {
-            Err(reason) => Err(StoreError::Fenced(reason)),
-            Ok(None) => Ok(()),
-            Ok(Some(new)) => {
-                let json = serde_json::to_vec(&new).map_err(io::Error::other)?;
-                // Written over the old record, then cut to its length, never
-                // cut to zero first: ext4 starts writing back, inside
-                // close(2), any file that was truncated to zero (its guard
-                // for files replaced in place), which cost every new upload
-                // a disk write submitted on the request's thread.
-                file.write_all_at(&json, 0)?;
-                file.set_len(json.len() as u64)?;
-                Ok(())
-            }
+        Ok(())
+    }
+
+    /// The record, wherever it is; learns the place on the first call.
+    fn read(&mut self, data: &File) -> io::Result<Option<Record>> {
+        let json = self.read_json(data)?;
+        Ok(json.and_then(|json| parse(&json, &self.path)))
+    }
+
+    fn read_json(&mut self, data: &File) -> io::Result<Option<Vec<u8>>> {
+        Ok(match &self.place {
+            Some(Place::Attribute) => read_attribute(data)?,
+            Some(Place::File(file)) => read_file(file)?,
+            None => match read_attribute(data) {
+                Ok(Some(json)) => {
+                    self.place = Some(Place::Attribute);
+                    Some(json)
+                }
+                // No attribute: a record from before attributes, if any,
+                // is the file's.
+                Ok(None) => match OpenOptions::new().read(true).write(true).open(&self.path) {
+                    Ok(file) => {
+                        let json = read_file(&file)?;
+                        self.place = Some(Place::File(file));
+                        json
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        self.place = Some(Place::Attribute);
+                        None
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) if unsupported(&e) => {
+                    let file = open_record(&self.path)?;
+                    let json = read_file(&file)?;
+                    self.place = Some(Place::File(file));
+                    json
+                }
+                Err(e) => return Err(e),
+            },
+        })
+    }
+}
+
+/// The record's JSON of the upload whose data file is `data_path` (and
+/// record file `record_path`), for those who look at a directory from
+/// outside; `None` when it has none.
+pub(crate) fn record_json(data_path: &Path, record_path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let data = File::open(data_path)?;
+    let json = Fence::new(record_path.to_owned(), None).read_json(&data)?;
+    Ok(json.filter(|json| !json.is_empty()))
+}
+
+fn parse(json: &[u8], path: &Path) -> Option<Record> {
+    if json.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice(json) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable fence record, treated as absent");
+            None
         }
     }
 }
 
-/// The record file, created if missing (and `create`) with the store's
-/// permissions.
-fn open_record(path: &Path, create: bool) -> io::Result<File> {
+/// Whether the file system keeps no user attributes.
+fn unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENOTSUP) || e.raw_os_error() == Some(libc::EOPNOTSUPP)
+}
+
+/// The attribute's value; `None` when the file has none.
+fn read_attribute(data: &File) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 512];
+    loop {
+        match rustix::fs::fgetxattr(data, ATTRIBUTE, &mut buf[..]) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::NODATA) => return Ok(None),
+            // Larger than the buffer: ask for its size and read again.
+            Err(rustix::io::Errno::RANGE) => {
+                let len = rustix::fs::fgetxattr_query(data, ATTRIBUTE)?;
+                buf = vec![0u8; len.max(buf.len() * 2)];
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn write_attribute(data: &File, json: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(data, ATTRIBUTE, json, rustix::fs::XattrFlags::empty())?;
+    Ok(())
+}
+
+/// The record file, created if missing with the store's permissions.
+fn open_record(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
-        .create(create)
+        .create(true)
         .truncate(false)
         .mode(0o664)
         .open(path)
 }
 
-fn read_record(mut file: &File, path: &Path) -> io::Result<Option<Record>> {
+fn read_file(mut file: &File) -> io::Result<Option<Vec<u8>>> {
     let mut json = Vec::new();
     std::io::Seek::rewind(&mut file)?;
     file.read_to_end(&mut json)?;
-    if json.is_empty() {
-        return Ok(None);
-    }
-    match serde_json::from_slice(&json) {
-        Ok(record) => Ok(Some(record)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "unreadable fence record, treated as absent");
-            Ok(None)
-        }
-    }
+    Ok(Some(json))
+}
+
+fn write_file(file: &File, json: &[u8]) -> io::Result<()> {
+    // Written over the old record, then cut to its length, never cut to
+    // zero first: ext4 starts writing back, inside close(2), any file that
+    // was truncated to zero (its guard for files replaced in place), which
+    // cost every new upload a disk write submitted on the request's thread.
+    file.write_all_at(json, 0)?;
+    file.set_len(json.len() as u64)
 }
 
 /// Takes the exclusive OS lock on `file`, waiting at most `wait`.
@@ -295,99 +329,29 @@ mod tests {
         let older = token("etcd:1/tusd", 10);
         let refused = Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(3));
         assert!(matches!(refused, Err(StoreError::Fenced(_))));
-        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        let json = record_json(&data_path, &record_path).unwrap().unwrap();
+        let stored: Record = serde_json::from_slice(&json).unwrap();
         assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
+        if attributes_supported(dir.path()) {
+            assert_eq!(read_attribute(&data).unwrap(), Some(json));
+            assert!(!record_path.exists(), "no file of its own");
+        }
     }
 
-    #[test]
-    fn the_first_bytes_go_unrecorded_and_every_later_change_is_fenced() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"").unwrap();
-        let data = File::open(&data_path).unwrap();
-        let record_path = dir.path().join("u.fence");
-        let first = token("etcd:1/tusd", 20);
-
-        let mut fence = Fence::new(record_path.clone(), Some(&first));
-        drop(fence.enter(&data, Some(0)).unwrap());
-        std::fs::write(&data_path, b"abc").unwrap();
-        drop(fence.enter(&data, Some(3)).unwrap());
-        assert!(!record_path.exists());
-        // Another caller finds bytes, and records.
-        let also_first = token("etcd:1/tusd", 20);
-        drop(
-            Fence::new(record_path.clone(), Some(&also_first))
-                .enter(&data, Some(3))
-                .unwrap(),
-        );
-        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
-        assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
-        let older = token("etcd:1/tusd", 10);
-        assert!(matches!(
-            Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(3)),
-            Err(StoreError::Fenced(_))
-        ));
+    /// Whether the file system under `dir` keeps user attributes.
+    fn attributes_supported(dir: &Path) -> bool {
+        let probe = dir.join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let file = File::open(&probe).unwrap();
+        match write_attribute(&file, b"{}") {
+            Ok(()) => true,
+            Err(e) if unsupported(&e) => false,
+            Err(e) => panic!("{e}"),
+        }
     }
 
-    #[test]
-    fn the_first_request_records_once_it_reaches_the_bound_or_finds_a_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"").unwrap();
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&data_path)
-            .unwrap();
-        let record_path = dir.path().join("u.fence");
-        let holder = token("etcd:1/tusd", 20);
-        let mut fence = Fence::new(record_path.clone(), Some(&holder));
-        drop(fence.enter(&data, Some(0)).unwrap());
-        let len = UNRECORDED_BYTES;
-        data.set_len(len).unwrap();
-        drop(fence.enter(&data, Some(len)).unwrap());
-        let stored: Record = serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
-        assert_eq!(stored, record("etcd:1/tusd", 20, &[]));
-
-        // A stale unrecorded request meets its successor's record.
-        std::fs::remove_file(&record_path).unwrap();
-        data.set_len(0).unwrap();
-        let mut stale = Fence::new(record_path.clone(), Some(&holder));
-        drop(stale.enter(&data, Some(0)).unwrap());
-        data.set_len(5).unwrap();
-        let successor = token("etcd:1/tusd", 21);
-        drop(
-            Fence::new(record_path.clone(), Some(&successor))
-                .enter(&data, Some(5))
-                .unwrap(),
-        );
-        assert!(matches!(
-            stale.enter(&data, Some(5)),
-            Err(StoreError::Fenced(_))
-        ));
-    }
-
-    #[test]
-    fn a_first_write_is_checked_against_a_record_that_exists() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"").unwrap();
-        let data = File::open(&data_path).unwrap();
-        let record_path = dir.path().join("u.fence");
-        // A successor declared the length (a recorded change) of the empty upload.
-        let newer = token("etcd:1/tusd", 20);
-        drop(
-            Fence::new(record_path.clone(), Some(&newer))
-                .enter(&data, None)
-                .unwrap(),
-        );
-        let older = token("etcd:1/tusd", 10);
-        assert!(matches!(
-            Fence::new(record_path.clone(), Some(&older)).enter(&data, Some(0)),
-            Err(StoreError::Fenced(_))
-        ));
-    }
-
+    /// Also: an upload recorded in `{id}.fence` (before attributes, or on a
+    /// file system without them) keeps its record there.
     #[test]
     fn a_shorter_record_replaces_a_longer_one_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -406,6 +370,8 @@ mod tests {
         );
         let expected = serde_json::to_vec(&record("memory:1", 2, &[])).unwrap();
         assert_eq!(std::fs::read(&record_path).unwrap(), expected);
+        // A record from before attributes stays in its file.
+        assert_eq!(read_attribute(&data).unwrap_or(None), None);
     }
 
     #[test]

@@ -12,12 +12,12 @@
 //!   chunk, and always by writing a temporary file and renaming it over the
 //!   old one, so a reader never sees half an `.info`.
 //!
-//! A third file, `{dir}/{id}.fence`, appears with the first change made
-//! under a lock after the upload's first bytes (those go unrecorded, see
-//! `fence`, so a small upload written by one request is two files): it
-//! records the newest fencing token that changed the upload, so that a
-//! holder who lost its lock without knowing it (a paused process) is
-//! refused instead of writing after its successor. tusd ignores it.
+//! The first change made under a lock also records, in the data file's
+//! extended attribute `user.tusd.fence` (or, where the file system keeps no
+//! user attributes, in a third file `{dir}/{id}.fence`), the newest fencing
+//! token that changed the upload, so that a holder who lost its lock
+//! without knowing it (a paused process) is refused instead of writing
+//! after its successor. tusd ignores it.
 //!
 //! The store keeps nothing about an upload in memory between calls, so any
 //! number of processes may serve the same directory, provided a shared locker
@@ -36,7 +36,7 @@
 //! - `data_file`: opening the data file, refusing symlinks and non-files.
 //! - `append`: streaming a request body onto the end of the data file.
 //! - `fence`: the critical section every change runs in, and the fencing
-//!   record `{id}.fence` that refuses a holder who lost its lock.
+//!   record that refuses a holder who lost its lock.
 //! - `id`: fresh upload ids, 32 lowercase hex characters like tusd's.
 //! - `blocking`: running file system calls off the async threads.
 
@@ -54,3 +54,16 @@ mod store;
 pub use durability::Durability;
 pub use file_io::FileIo;
 pub use store::FileStore;
+
+/// The fencing record of upload `id` in `upload_dir`, as its JSON text
+/// (`{"Issuer": ..., "Token": ..., "Retired": [...]}`); `None` when no
+/// holder with a token has changed the upload. For tests and operators
+/// looking at a directory: the record lives in an extended attribute of the
+/// data file (`getfattr -n user.tusd.fence {id}` shows it) or in
+/// `{id}.fence` (see the `fence` module).
+pub fn fence_record(upload_dir: &std::path::Path, id: &str) -> std::io::Result<Option<String>> {
+    let data = upload_dir.join(id);
+    let record = upload_dir.join(format!("{id}{}", paths::FENCE_SUFFIX));
+    let json = fence::record_json(&data, &record)?;
+    Ok(json.map(|json| String::from_utf8_lossy(&json).into_owned()))
+}

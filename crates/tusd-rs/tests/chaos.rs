@@ -32,11 +32,8 @@
 //!    the answer came, and at least every offset acknowledged before the
 //!    request was sent; the file's first N bytes are the client's for the
 //!    largest acknowledged N;
-//! 3. every upload written by more than one request has a fence record
-//!    (`{id}.fence`; the first request to write an upload may go
-//!    unrecorded, see the file store's fence module), and every record
-//!    names the etcd issuer and has retired none (no write ever came under
-//!    another locker); refusals
+//! 3. every upload's fence record (`{id}.fence`) names the etcd issuer and
+//!    has retired none (no write ever came under another locker); refusals
 //!    of stale holders (`store refused a stale lock holder` in the node
 //!    logs) are counted and reported, not failed;
 //! 4. every 5xx or unanswered request of an upload is followed by a success
@@ -938,33 +935,16 @@ async fn uploads_survive_node_and_etcd_faults_behind_nginx() {
         }
     }
 
-    // Check 3: the fence records. One is required where a second request
-    // stored bytes: two 204 PATCHes, or a probe upload holding two probes'
-    // bytes (every probe PATCH is one request).
+    // Check 3: the fence records.
     let probe_ids = shared.probe_ids.lock().unwrap().clone();
-    let mut stored_by: BTreeMap<usize, usize> = BTreeMap::new();
-    for e in shared.events.lock().unwrap().iter() {
-        if let (Some(u), "PATCH", Some(204)) = (e.upload, e.what, e.status) {
-            *stored_by.entry(u).or_default() += 1;
-        }
-    }
-    let probe_requests = |id: &str| {
-        std::fs::metadata(upload_dir.join(id)).map_or(0, |m| m.len() as usize / PROBE_BYTES)
-    };
     let mut issuers: BTreeMap<String, usize> = BTreeMap::new();
-    for (id, requests) in uploads
+    for id in uploads
         .iter()
-        .enumerate()
-        .filter_map(|(i, r)| Some((r.id.clone()?, stored_by.get(&i).copied().unwrap_or(0))))
-        .chain(probe_ids.iter().map(|id| (id.clone(), probe_requests(id))))
+        .filter_map(|r| r.id.clone())
+        .chain(probe_ids.iter().cloned())
     {
-        let path = upload_dir.join(format!("{id}.fence"));
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            if requests >= 2 {
-                shared.violation(format!(
-                    "upload {id}: no fence record after {requests} requests stored bytes"
-                ));
-            }
+        let Ok(Some(text)) = tusd_filestore::fence_record(&upload_dir, &id) else {
+            shared.violation(format!("upload {id}: no fence record"));
             continue;
         };
         match serde_json::from_str::<serde_json::Value>(&text) {

@@ -216,8 +216,9 @@ async fn paused_past_ttl_then_woken(a_args: &[&str]) -> (reqwest::Response, TusS
         5 * CHUNK,
         a.log()
     );
-    let record =
-        std::fs::read_to_string(dir.path().join(format!("{}.fence", id_of(&url)))).unwrap();
+    let record = tusd_filestore::fence_record(dir.path(), id_of(&url))
+        .unwrap()
+        .expect("a fence record");
     assert!(record.contains("\"Issuer\":\"etcd:"), "{record}");
 
     let rest = patch(&on(&b, &url), 5 * CHUNK as u64, data[5 * CHUNK..].to_vec()).await;
@@ -235,24 +236,22 @@ async fn a_restart_or_a_switch_of_locker_never_locks_an_upload_out() {
     let etcd = EtcdServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let fence = |url: &str| -> serde_json::Value {
-        let path = dir.path().join(format!("{}.fence", id_of(url)));
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+        let record = tusd_filestore::fence_record(dir.path(), id_of(url))
+            .unwrap()
+            .expect("a fence record");
+        serde_json::from_str(&record).unwrap()
     };
 
     let mut first = TusServer::start_in(BIN, dir.path(), &[]);
-    let url = create(&first, 12).await;
-    // The first request to write an upload goes unrecorded (see the file
-    // store's fence module); the second records its locker.
+    let url = create(&first, 9).await;
     assert_eq!(patch(&url, 0, &b"abc"[..]).await.status(), 204);
-    assert!(!dir.path().join(format!("{}.fence", id_of(&url))).exists());
-    assert_eq!(patch(&url, 3, &b"def"[..]).await.status(), 204);
     let before = fence(&url);
     assert!(before["Issuer"].as_str().unwrap().starts_with("memory:"));
     first.terminate();
 
     let mut restarted = TusServer::start_in(BIN, dir.path(), &[]);
     let url = on(&restarted, &url);
-    assert_eq!(patch(&url, 6, &b"ghi"[..]).await.status(), 204);
+    assert_eq!(patch(&url, 3, &b"def"[..]).await.status(), 204);
     let after = fence(&url);
     assert_ne!(after["Issuer"], before["Issuer"]);
     assert_eq!(after["Retired"], serde_json::json!([before["Issuer"]]));
@@ -260,14 +259,14 @@ async fn a_restart_or_a_switch_of_locker_never_locks_an_upload_out() {
 
     let clustered = node(dir.path(), &etcd, &[]);
     let url = on(&clustered, &url);
-    assert_eq!(patch(&url, 9, &b"jkl"[..]).await.status(), 204);
+    assert_eq!(patch(&url, 6, &b"ghi"[..]).await.status(), 204);
     let switched = fence(&url);
     assert!(switched["Issuer"].as_str().unwrap().starts_with("etcd:"));
     assert_eq!(
         switched["Retired"],
         serde_json::json!([before["Issuer"], after["Issuer"]])
     );
-    assert_eq!(get_bytes(&url).await, (200, b"abcdefghijkl".to_vec()));
+    assert_eq!(get_bytes(&url).await, (200, b"abcdefghi".to_vec()));
 }
 
 /// Real etcd fencing tokens handed straight to the file store: a holder
@@ -320,14 +319,10 @@ async fn the_file_store_refuses_a_holder_whose_etcd_lease_is_gone() {
     let body = |b: &'static [u8]| -> tusd_handler::ChunkStream {
         Box::pin(futures::stream::iter([Ok(bytes::Bytes::from_static(b))]))
     };
-    // Two requests: the first to write an upload goes unrecorded (see the
-    // file store's fence module), the second records the successor's token.
-    for (at, bytes) in [(0, &b"ne"[..]), (2, &b"w"[..])] {
-        store
-            .write_chunk(&id, at, Some(&new), body(bytes))
-            .await
-            .unwrap();
-    }
+    store
+        .write_chunk(&id, 0, Some(&new), body(b"new"))
+        .await
+        .unwrap();
     let refused = store.write_chunk(&id, 3, Some(&old), body(b"old")).await;
     assert!(
         matches!(refused, Err(tusd_handler::StoreError::Fenced(_))),
