@@ -11,7 +11,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::error::Elapsed;
+use tokio::time::{Instant, Timeout};
 
 /// The longest one attempt may take; a member that accepted the connection
 /// but stopped answering (paused, partitioned) costs at most this much
@@ -139,37 +140,104 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
-    let mut backoff = FIRST_BACKOFF;
-    let mut troubled = false;
-    let mut resent = false;
-    let outcome = loop {
-        if troubled {
-            resent = true;
+    let mut attempts = Attempts::new(deadline, per_attempt);
+    loop {
+        let answer = attempts.timed(attempt()).await;
+        if let Some(outcome) = attempts.judge(answer).await {
+            return (outcome, attempts.resent());
         }
-        let own_timeout = Instant::now() + per_attempt;
-        let limit = deadline.min(own_timeout);
-        let (reason, detail) = match tokio::time::timeout_at(limit, attempt()).await {
-            Ok(Ok(value)) => break Ok(value),
+    }
+}
+
+/// The state of one request retried as [`retry`] does, for the requests
+/// every lock cycle sends: they go through the lock's own KV client,
+/// borrowed by each attempt, which a closure could not lend to the future
+/// it returns; cloning a client per attempt cost allocations and atomic
+/// counts on every lock and unlock. Use:
+///
+/// ```ignore
+/// let mut attempts = Attempts::new(deadline, ATTEMPT_TIMEOUT);
+/// let outcome = loop {
+///     let answer = attempts.timed(kv.delete(key, None)).await;
+///     if let Some(outcome) = attempts.judge(answer).await {
+///         break outcome;
+///     }
+/// };
+/// ```
+pub(crate) struct Attempts {
+    deadline: Instant,
+    per_attempt: Duration,
+    backoff: Duration,
+    /// When the current attempt times out on its own, unless the
+    /// caller's deadline comes first.
+    own_timeout: Instant,
+    /// An attempt failed or went unanswered.
+    troubled: bool,
+    resent: bool,
+}
+
+impl Attempts {
+    pub(crate) fn new(deadline: Instant, per_attempt: Duration) -> Attempts {
+        Attempts {
+            deadline,
+            per_attempt,
+            backoff: FIRST_BACKOFF,
+            own_timeout: deadline,
+            troubled: false,
+            resent: false,
+        }
+    }
+
+    /// One attempt of the request, limited to the per-attempt time and the
+    /// time left; its answer goes to [`Attempts::judge`].
+    ///
+    /// Two steps rather than one `async fn` taking the request: such a
+    /// function keeps the request's future (kilobytes) twice in its state,
+    /// as its argument and inside the timeout, and every lock's future
+    /// would carry and copy both.
+    pub(crate) fn timed<F: Future>(&mut self, request: F) -> Timeout<F> {
+        if self.troubled {
+            self.resent = true;
+        }
+        self.own_timeout = Instant::now() + self.per_attempt;
+        tokio::time::timeout_at(self.deadline.min(self.own_timeout), request)
+    }
+
+    /// `Some` with the request's outcome once it is decided; `None` when
+    /// the caller should send it again (the backoff has been slept).
+    pub(crate) async fn judge<T>(
+        &mut self,
+        answer: Result<Result<T, etcd_client::Error>, Elapsed>,
+    ) -> Option<Result<T, CallError>> {
+        let (reason, detail) = match answer {
+            Ok(Ok(value)) => return Some(Ok(value)),
             Ok(Err(e)) => match classify(&e) {
                 Failure::Unavailable => (public_reason(&e), format!("{e:?}")),
-                failure => break Err(CallError::Refused(failure, e)),
+                failure => return Some(Err(CallError::Refused(failure, e))),
             },
-            Err(_) if limit < own_timeout && !troubled => break Err(CallError::OutOfTime),
+            Err(_) if self.deadline < self.own_timeout && !self.troubled => {
+                return Some(Err(CallError::OutOfTime))
+            }
             Err(_) => {
-                let reason = format!("no answer within {per_attempt:?}");
+                let reason = format!("no answer within {:?}", self.per_attempt);
                 (reason.clone(), reason)
             }
         };
-        troubled = true;
-        if Instant::now() + backoff >= deadline {
+        self.troubled = true;
+        if Instant::now() + self.backoff >= self.deadline {
             tracing::warn!(error = %detail, "etcd request given up at its deadline");
-            break Err(CallError::Deadline(reason));
+            return Some(Err(CallError::Deadline(reason)));
         }
         tracing::debug!(error = %detail, "etcd request failed, retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    };
-    (outcome, resent)
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        None
+    }
+
+    /// Whether the request was sent more than once.
+    pub(crate) fn resent(&self) -> bool {
+        self.resent
+    }
 }
 
 #[cfg(test)]

@@ -129,15 +129,17 @@ impl Etcd3Locker {
             return Err(Error::InvalidId(id.to_owned()));
         }
         let inner = &self.inner;
+        let name = lock_name(inner.options.prefix(), id);
         let turn = inner
             .queue
-            .wait_turn(id, deadline)
+            .wait_turn(&name, deadline)
             .await
             .ok_or(Error::FileLocked)?;
-        let name = format!("{}{id}/", inner.options.prefix());
+        // One KV client for every request of this lock, unlock included.
+        let mut kv = inner.client.kv_client();
         loop {
             let own = LockKey::new(inner.session.lease(deadline).await?, name.clone());
-            let revision = match acquire(&inner.client, &own, deadline).await {
+            let revision = match acquire(&inner.client, &mut kv, &own, deadline).await {
                 Ok(revision) => revision,
                 Err(AcquireError::LeaseLost) if Instant::now() < deadline => {
                     // A new lease means a new key, so the old key can be
@@ -149,7 +151,7 @@ impl Etcd3Locker {
                     continue;
                 }
                 Err(failure) => {
-                    tokio::spawn(clean_up(inner.client.kv_client(), own, false, turn));
+                    tokio::spawn(clean_up(kv, own, false, turn));
                     return Err(match failure {
                         AcquireError::StillHeld => Error::FileLocked,
                         AcquireError::LeaseLost => Error::LockLost,
@@ -157,7 +159,10 @@ impl Etcd3Locker {
                     });
                 }
             };
-            let signals = LockSignals::new();
+            // Shared by the lease, the local queue, the release watch and
+            // the unlock: a clone of the signals themselves costs two
+            // mutex round trips to make and two to drop.
+            let signals = Arc::new(LockSignals::new());
             let Some(holder) = own.lease.hold(&signals) else {
                 continue;
             };
@@ -169,17 +174,28 @@ impl Etcd3Locker {
                 signals.clone(),
             );
             let token = FencingToken::new(own.lease.issuer().clone(), revision);
+            let holders_signals = LockSignals::clone(&signals);
             let held = HeldLock {
-                kv: inner.client.kv_client(),
+                kv,
                 own,
-                signals: signals.clone(),
+                signals,
                 watch,
                 holder,
                 turn,
             };
-            return Ok(Lock::new(signals, Some(token), Box::new(held)));
+            return Ok(Lock::new(holders_signals, Some(token), Box::new(held)));
         }
     }
+}
+
+/// The lock range of upload `id`: `{prefix}{id}/`, as Go's etcd3locker
+/// names it (nothing between prefix and id).
+fn lock_name(prefix: &str, id: &str) -> Arc<str> {
+    let mut name = String::with_capacity(prefix.len() + id.len() + 1);
+    name.push_str(prefix);
+    name.push_str(id);
+    name.push('/');
+    name.into()
 }
 
 #[async_trait]
@@ -202,7 +218,7 @@ struct HeldLock {
     // (`lock_upload`) must not keep the locker alive.
     kv: etcd_client::KvClient,
     own: LockKey,
-    signals: LockSignals,
+    signals: Arc<LockSignals>,
     watch: ReleaseWatch,
     holder: Holder,
     turn: Turn,
@@ -212,7 +228,7 @@ struct HeldLock {
 impl Release for HeldLock {
     async fn release(self: Box<Self>) -> Result<(), LockError> {
         let HeldLock {
-            kv,
+            mut kv,
             own,
             signals,
             watch,
@@ -225,7 +241,7 @@ impl Release for HeldLock {
             return Err(LockError::Lost);
         }
         let deadline = Instant::now() + UNLOCK_TIMEOUT.max(ATTEMPT_TIMEOUT);
-        match release(&kv, &own, deadline).await {
+        match release(&mut kv, &own, deadline).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(LockError::Lost),
             Err(e) => {

@@ -38,7 +38,7 @@ use etcd_client::{
 };
 use tokio::time::Instant;
 
-use crate::call::{retry, retry_noting_resends, CallError, ATTEMPT_TIMEOUT};
+use crate::call::{retry, Attempts, CallError, ATTEMPT_TIMEOUT};
 use crate::key::{wait_deleted, wait_for_predecessors, Waited};
 use crate::session::Lease;
 use crate::Error;
@@ -52,21 +52,35 @@ const CLEAN_UP_WINDOW: Duration = Duration::from_secs(10);
 
 /// The key one lock attempt writes: the lock range `name` (`{prefix}{id}/`),
 /// the key under it, and the lease it is attached to.
+///
+/// Name and key are shared, not copied, by everything that needs them while
+/// the lock is held (the local queue, the release-watch registration, the
+/// unlock): each copy was an allocation on every lock.
 pub(crate) struct LockKey {
     pub(crate) lease: Arc<Lease>,
-    pub(crate) name: String,
-    pub(crate) key: String,
+    pub(crate) name: Arc<str>,
+    pub(crate) key: Arc<str>,
 }
 
 impl LockKey {
     /// `lease`'s key under `name`: `{name}{lease hex}`, or `{name}{n}/{lease
     /// hex}` once the name was retired `n` times.
-    pub(crate) fn new(lease: Arc<Lease>, name: String) -> LockKey {
+    pub(crate) fn new(lease: Arc<Lease>, name: Arc<str>) -> LockKey {
+        let hex = lease.hex();
         let key = match lease.retirements(&name) {
-            0 => format!("{name}{:x}", lease.id()),
-            n => format!("{name}{n}/{:x}", lease.id()),
+            0 => {
+                let mut key = String::with_capacity(name.len() + hex.len());
+                key.push_str(&name);
+                key.push_str(hex);
+                key
+            }
+            n => format!("{name}{n}/{hex}"),
         };
-        LockKey { lease, name, key }
+        LockKey {
+            key: key.into(),
+            lease,
+            name,
+        }
     }
 }
 
@@ -109,41 +123,48 @@ impl AcquireError {
 /// run [`clean_up`].
 pub(crate) async fn acquire(
     client: &Client,
+    kv: &mut KvClient,
     own: &LockKey,
     deadline: Instant,
 ) -> Result<i64, AcquireError> {
-    let options = PutOptions::new().with_lease(own.lease.id());
-    let put = TxnOp::put(own.key.as_str(), "", Some(options));
-    // The common case, a free lock, needs no read and nothing else in the
-    // request: if no key exists under `name`, ours is the first and owns the
-    // lock. The request is kept this small because etcd writes every Txn
-    // whole into its raft log, taken branch or not.
-    let free = Txn::new()
-        .when([Compare::create_revision(own.name.as_str(), CompareOp::Equal, 0).with_prefix()])
-        .and_then([put.clone()]);
-    let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut kv = client.kv_client();
-        let free = free.clone();
-        async move { kv.txn(free).await }
-    })
-    .await
+    let mut attempts = Attempts::new(deadline, ATTEMPT_TIMEOUT);
+    let answer = loop {
+        // Built again for each attempt rather than cloned: the first is the
+        // only one in nearly every call.
+        let answer = attempts.timed(kv.txn(free_lock_txn(own))).await;
+        if let Some(outcome) = attempts.judge(answer).await {
+            break outcome;
+        }
+    }
     .map_err(|e| AcquireError::of(own, e))?;
     if answer.succeeded() {
         return Ok(answer.header().map_or(0, |h| h.revision()));
     }
     // Boxed: the free lock's future stays small.
-    Box::pin(contend(client, own, put, deadline)).await
+    Box::pin(contend(client, own, deadline)).await
+}
+
+/// The put of `own`'s key on its lease.
+fn own_put(own: &LockKey) -> TxnOp {
+    let options = PutOptions::new().with_lease(own.lease.id());
+    TxnOp::put(&*own.key, "", Some(options))
+}
+
+/// The common case, a free lock, needs no read and nothing else in the
+/// request: if no key exists under `name`, ours is the first and owns the
+/// lock. The request is kept this small because etcd writes every Txn
+/// whole into its raft log, taken branch or not.
+fn free_lock_txn(own: &LockKey) -> Txn {
+    Txn::new()
+        .when([Compare::create_revision(&*own.name, CompareOp::Equal, 0).with_prefix()])
+        .and_then([own_put(own)])
 }
 
 /// The lock range is not empty: `concurrency.Mutex`'s Txn, then the wait
 /// behind every key created before ours.
-async fn contend(
-    client: &Client,
-    own: &LockKey,
-    put: TxnOp,
-    deadline: Instant,
-) -> Result<i64, AcquireError> {
-    let (name, key) = (own.name.as_str(), own.key.as_str());
+async fn contend(client: &Client, own: &LockKey, deadline: Instant) -> Result<i64, AcquireError> {
+    let (name, key) = (&*own.name, &*own.key);
+    let put = own_put(own);
     let owner = GetOptions::new()
         .with_prefix()
         .with_sort(SortTarget::Create, SortOrder::Ascend)
@@ -245,7 +266,7 @@ async fn wait_in_line(
             Waited::Skipped(key) => remove(client, own, &key, deadline).await?,
         }
     }
-    if !look(&client.kv_client(), &own.key, deadline).await? {
+    if !look(&mut client.kv_client(), &own.key, deadline).await? {
         return Err(AcquireError::LeaseLost);
     }
     Ok(line.own_revision)
@@ -255,7 +276,7 @@ async fn wait_in_line(
 /// already gone before this call (the lease expired or someone deleted it):
 /// the lock was not held any more.
 pub(crate) async fn release(
-    kv: &KvClient,
+    kv: &mut KvClient,
     own: &LockKey,
     deadline: Instant,
 ) -> Result<bool, Error> {
@@ -276,13 +297,13 @@ pub(crate) async fn release(
 /// `turn` is the caller's local turn on the id, held until this is done, so
 /// that the next local caller neither queues behind this key nor writes it
 /// while a request of this attempt is still in flight.
-pub(crate) async fn clean_up<T: Send>(kv: KvClient, own: LockKey, written: bool, turn: T) {
+pub(crate) async fn clean_up<T: Send>(mut kv: KvClient, own: LockKey, written: bool, turn: T) {
     let give_up = Instant::now() + CLEAN_UP_WINDOW;
     let mut present = written;
     let mut absent_once = false;
     while Instant::now() < give_up {
         if !present {
-            match look(&kv, &own.key, Instant::now() + ATTEMPT_TIMEOUT).await {
+            match look(&mut kv, &own.key, Instant::now() + ATTEMPT_TIMEOUT).await {
                 Err(_) => continue,
                 Ok(true) => absent_once = false,
                 Ok(false) if absent_once => {
@@ -297,7 +318,7 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, own: LockKey, written: bool,
             }
         }
         let deadline = Instant::now() + 2 * ATTEMPT_TIMEOUT;
-        if delete(&kv, &own, &own.key, deadline).await.is_err() {
+        if delete(&mut kv, &own, &own.key, deadline).await.is_err() {
             present = written;
             continue;
         }
@@ -310,7 +331,7 @@ pub(crate) async fn clean_up<T: Send>(kv: KvClient, own: LockKey, written: bool,
     }
     own.lease.retire(&own.name);
     tracing::warn!(
-        key = own.key,
+        key = &*own.key,
         "could not make sure the key of a failed lock call is gone"
     );
 }
@@ -323,7 +344,7 @@ async fn remove(
     deadline: Instant,
 ) -> Result<(), CallError> {
     let key = String::from_utf8_lossy(key);
-    delete(&client.kv_client(), own, &key, deadline).await?;
+    delete(&mut client.kv_client(), own, &key, deadline).await?;
     Ok(())
 }
 
@@ -333,16 +354,19 @@ async fn remove(
 /// sent without an answer may still be applied later, so the name is then
 /// retired: the lease never writes its current key again.
 async fn delete(
-    kv: &KvClient,
+    kv: &mut KvClient,
     own: &LockKey,
     key: &str,
     deadline: Instant,
 ) -> Result<(bool, bool), CallError> {
-    let (answer, resent) = retry_noting_resends(deadline, ATTEMPT_TIMEOUT, || {
-        let mut kv = kv.clone();
-        async move { kv.delete(key, None).await }
-    })
-    .await;
+    let mut attempts = Attempts::new(deadline, ATTEMPT_TIMEOUT);
+    let answer = loop {
+        let answer = attempts.timed(kv.delete(key, None)).await;
+        if let Some(outcome) = attempts.judge(answer).await {
+            break outcome;
+        }
+    };
+    let resent = attempts.resent();
     if resent || answer.is_err() {
         own.lease.retire(&own.name);
     }
@@ -350,12 +374,15 @@ async fn delete(
 }
 
 /// Whether `key` exists.
-async fn look(kv: &KvClient, key: &str, deadline: Instant) -> Result<bool, CallError> {
-    let answer = retry(deadline, ATTEMPT_TIMEOUT, || {
-        let mut kv = kv.clone();
-        async move { kv.get(key, Some(GetOptions::new().with_keys_only())).await }
-    })
-    .await?;
+async fn look(kv: &mut KvClient, key: &str, deadline: Instant) -> Result<bool, CallError> {
+    let mut attempts = Attempts::new(deadline, ATTEMPT_TIMEOUT);
+    let answer = loop {
+        let request = kv.get(key, Some(GetOptions::new().with_keys_only()));
+        let answer = attempts.timed(request).await;
+        if let Some(outcome) = attempts.judge(answer).await {
+            break outcome;
+        }
+    }?;
     Ok(!answer.kvs().is_empty())
 }
 
@@ -366,7 +393,7 @@ mod tests {
     #[test]
     fn keys_keep_gos_name_until_it_is_retired() {
         let lease = Lease::unattached(0x694d);
-        let key = |name: &str| LockKey::new(lease.clone(), name.to_owned()).key;
+        let key = |name: &str| LockKey::new(lease.clone(), name.into()).key.to_string();
         assert_eq!(key("/tusdabc/"), "/tusdabc/694d");
         lease.retire("/tusdabc/");
         assert_eq!(key("/tusdabc/"), "/tusdabc/1/694d");

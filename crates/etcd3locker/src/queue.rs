@@ -7,6 +7,10 @@
 //! and hands the id from one local caller to the next. A caller that joins
 //! the queue asks the current local holder to release, as a waiter in another
 //! process does through its key.
+//!
+//! Queues are keyed by the lock's name (`{prefix}{id}/`, one per id within
+//! a locker), which the lock shares with everything else that needs it, so
+//! queueing copies no string.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,14 +22,14 @@ use tusd_core::LockSignals;
 /// The per-id queues of one locker.
 #[derive(Default)]
 pub(crate) struct LocalQueue {
-    slots: Arc<Mutex<HashMap<String, Slot>>>,
+    slots: Arc<Mutex<HashMap<Arc<str>, Slot>>>,
 }
 
 #[derive(Default)]
 struct Slot {
     turn: Arc<tokio::sync::Mutex<()>>,
     /// Signals of the caller whose turn it is, once it holds the etcd lock.
-    holder: Option<LockSignals>,
+    holder: Option<Arc<LockSignals>>,
     /// Callers holding or waiting for their turn.
     queued: usize,
 }
@@ -38,17 +42,18 @@ pub(crate) struct Turn {
 
 /// Counts a caller as queued until dropped, even if its wait is cancelled.
 struct Entry {
-    slots: Arc<Mutex<HashMap<String, Slot>>>,
-    id: String,
+    slots: Arc<Mutex<HashMap<Arc<str>, Slot>>>,
+    name: Arc<str>,
 }
 
 impl LocalQueue {
-    /// Waits for `id`'s turn until `deadline`; `None` when the deadline
-    /// passed first. Asks the current local holder, if any, to release.
-    pub(crate) async fn wait_turn(&self, id: &str, deadline: Instant) -> Option<Turn> {
+    /// Waits for the turn on lock `name` until `deadline`; `None` when the
+    /// deadline passed first. Asks the current local holder, if any, to
+    /// release.
+    pub(crate) async fn wait_turn(&self, name: &Arc<str>, deadline: Instant) -> Option<Turn> {
         let turn = {
             let mut slots = self.slots.lock().unwrap();
-            let slot = slots.entry(id.to_owned()).or_default();
+            let slot = slots.entry(name.clone()).or_default();
             slot.queued += 1;
             if let Some(holder) = &slot.holder {
                 holder.request_release();
@@ -57,7 +62,7 @@ impl LocalQueue {
         };
         let entry = Entry {
             slots: self.slots.clone(),
-            id: id.to_owned(),
+            name: name.clone(),
         };
         let guard = tokio::time::timeout_at(deadline, turn.lock_owned())
             .await
@@ -72,9 +77,9 @@ impl LocalQueue {
 impl Turn {
     /// Records the holder's signals so that later local callers can ask it
     /// to release; asks at once if someone is already waiting.
-    pub(crate) fn set_holder(&self, signals: &LockSignals) {
+    pub(crate) fn set_holder(&self, signals: &Arc<LockSignals>) {
         let mut slots = self.entry.slots.lock().unwrap();
-        if let Some(slot) = slots.get_mut(&self.entry.id) {
+        if let Some(slot) = slots.get_mut(&self.entry.name) {
             if slot.queued > 1 {
                 signals.request_release();
             }
@@ -86,11 +91,11 @@ impl Turn {
 impl Drop for Entry {
     fn drop(&mut self) {
         let mut slots = self.slots.lock().unwrap();
-        if let Some(slot) = slots.get_mut(&self.id) {
+        if let Some(slot) = slots.get_mut(&self.name) {
             slot.holder = None;
             slot.queued -= 1;
             if slot.queued == 0 {
-                slots.remove(&self.id);
+                slots.remove(&self.name);
             }
         }
     }
@@ -108,29 +113,31 @@ mod tests {
     #[tokio::test]
     async fn second_caller_waits_and_asks_the_holder() {
         let queue = LocalQueue::default();
-        let first = queue.wait_turn("a", soon(100)).await.unwrap();
-        let signals = LockSignals::new();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let first = queue.wait_turn(&a, soon(100)).await.unwrap();
+        let signals = Arc::new(LockSignals::new());
         first.set_holder(&signals);
-        assert!(queue.wait_turn("a", soon(50)).await.is_none());
+        assert!(queue.wait_turn(&a, soon(50)).await.is_none());
         assert!(signals.is_release_requested());
-        assert!(queue.wait_turn("b", soon(50)).await.is_some());
+        assert!(queue.wait_turn(&b, soon(50)).await.is_some());
         drop(first);
-        assert!(queue.wait_turn("a", soon(50)).await.is_some());
+        assert!(queue.wait_turn(&a, soon(50)).await.is_some());
         assert!(queue.slots.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn holder_learns_of_a_caller_that_queued_before_it_held() {
         let queue = Arc::new(LocalQueue::default());
-        let first = queue.wait_turn("a", soon(1000)).await.unwrap();
+        let a: Arc<str> = "a".into();
+        let first = queue.wait_turn(&a, soon(1000)).await.unwrap();
         let waiter = {
-            let queue = queue.clone();
-            tokio::spawn(async move { queue.wait_turn("a", soon(1000)).await.is_some() })
+            let (queue, a) = (queue.clone(), a.clone());
+            tokio::spawn(async move { queue.wait_turn(&a, soon(1000)).await.is_some() })
         };
         while queue.slots.lock().unwrap()["a"].queued < 2 {
             tokio::task::yield_now().await;
         }
-        let signals = LockSignals::new();
+        let signals = Arc::new(LockSignals::new());
         first.set_holder(&signals);
         assert!(signals.is_release_requested());
         drop(first);

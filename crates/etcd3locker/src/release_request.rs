@@ -70,10 +70,10 @@ struct State {
 
 struct Pending {
     due: Instant,
-    name: String,
-    key: String,
+    name: Arc<str>,
+    key: Arc<str>,
     revision: i64,
-    signals: LockSignals,
+    signals: Arc<LockSignals>,
 }
 
 impl ReleaseWatches {
@@ -92,10 +92,10 @@ impl ReleaseWatches {
     /// (created at `revision`), until the returned guard is dropped.
     pub(crate) fn register(
         &self,
-        name: String,
-        key: String,
+        name: Arc<str>,
+        key: Arc<str>,
         revision: i64,
-        signals: LockSignals,
+        signals: Arc<LockSignals>,
     ) -> ReleaseWatch {
         let mut state = self.shared.state.lock().unwrap();
         let ticket = state.next_ticket;
@@ -187,10 +187,10 @@ async fn sleep_until_or_forever(due: Option<Instant>) {
 /// a Go tusd node or `etcdctl lock`. Runs until `stop` or the request.
 async fn request_release_on_waiter(
     client: Client,
-    name: String,
-    own_key: String,
+    name: Arc<str>,
+    own_key: Arc<str>,
     own_revision: i64,
-    signals: LockSignals,
+    signals: Arc<LockSignals>,
     stop: CancellationToken,
 ) {
     let mut from_revision = own_revision + 1;
@@ -203,7 +203,7 @@ async fn request_release_on_waiter(
         let mut client = client.clone();
         let opened = tokio::select! {
             _ = stop.cancelled() => return,
-            opened = client.watch(name.as_str(), Some(options)) => opened,
+            opened = client.watch(&*name, Some(options)) => opened,
         };
         if let Ok(mut stream) = opened {
             loop {

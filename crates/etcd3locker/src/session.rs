@@ -13,7 +13,7 @@
 //! old keys would block their uploads for a whole TTL after etcd is back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,21 +39,33 @@ pub(crate) struct Session {
     granting: tokio::sync::Mutex<()>,
     /// Cancelled at shutdown or drop.
     stop: CancellationToken,
+    /// Set with `stop` at shutdown, read on every lock without the token's
+    /// mutex.
+    closed: AtomicBool,
 }
 
 /// One granted lease and the locks held under it.
 pub(crate) struct Lease {
     id: i64,
+    /// `id` in lowercase hex, the last part of every key of this lease;
+    /// formatted once, not per lock.
+    hex: Box<str>,
     /// The fencing token issuer: `etcd:{cluster id}{prefix}`.
     issuer: Arc<str>,
     lost: CancellationToken,
+    /// Whether `lost` was cancelled, read on every lock and unlock without
+    /// the token's mutex.
+    is_lost: AtomicBool,
     /// Signals of the locks held under this lease; `None` once lost, so a
     /// lock that registers late learns at once that its lease is gone.
-    holders: Mutex<Option<HashMap<u64, LockSignals>>>,
+    holders: Mutex<Option<HashMap<u64, Arc<LockSignals>>>>,
     next_holder: AtomicU64,
     /// How often each lock name's key under this lease was retired (see
     /// [`Lease::retire`]). Grows only when etcd leaves a delete unanswered.
     retired: Mutex<HashMap<String, u32>>,
+    /// Whether `retired` has any entry: almost never, so the lock path
+    /// skips its mutex and hashing.
+    any_retired: AtomicBool,
 }
 
 /// A held lock's place among those told when the lease is lost; dropping it
@@ -73,6 +85,7 @@ impl Session {
             current: Mutex::new(None),
             granting: tokio::sync::Mutex::new(()),
             stop: CancellationToken::new(),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -82,6 +95,14 @@ impl Session {
         if let Some(lease) = self.valid() {
             return Ok(lease);
         }
+        // Boxed: a grant's future is several kilobytes, and inline it would
+        // make every lock's future that large, copied on every lock.
+        Box::pin(self.renew(deadline)).await
+    }
+
+    /// The slow way of [`Session::lease`]: a new lease, granted once for
+    /// all concurrent callers.
+    async fn renew(&self, deadline: Instant) -> Result<Arc<Lease>, Error> {
         let _granting = self.granting.lock().await;
         if self.stop.is_cancelled() {
             return Err(Error::ShutDown);
@@ -108,7 +129,7 @@ impl Session {
     }
 
     fn valid(&self) -> Option<Arc<Lease>> {
-        if self.stop.is_cancelled() {
+        if self.closed.load(Ordering::Acquire) {
             return None;
         }
         let current = self.current.lock().unwrap();
@@ -119,6 +140,7 @@ impl Session {
     /// and tells every holder its lock is lost. Later [`Session::lease`]
     /// calls fail with [`Error::ShutDown`].
     pub(crate) async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.stop.cancel();
         let _granting = self.granting.lock().await;
         let Some(lease) = self.current.lock().unwrap().take() else {
@@ -183,15 +205,8 @@ impl Session {
             }
         };
         tracing::debug!(lease = format_args!("{id:x}"), "granted etcd lease");
-        let lease = Lease {
-            id,
-            issuer: format!("etcd:{cluster_id:016x}{}", self.prefix).into(),
-            lost: CancellationToken::new(),
-            holders: Mutex::new(Some(HashMap::new())),
-            next_holder: AtomicU64::new(0),
-            retired: Mutex::new(HashMap::new()),
-        };
-        Ok((Arc::new(lease), sent, cluster_id))
+        let issuer = format!("etcd:{cluster_id:016x}{}", self.prefix);
+        Ok((Lease::new(id, issuer.into()), sent, cluster_id))
     }
 }
 
@@ -202,9 +217,28 @@ impl Drop for Session {
 }
 
 impl Lease {
+    fn new(id: i64, issuer: Arc<str>) -> Arc<Lease> {
+        Arc::new(Lease {
+            id,
+            hex: format!("{id:x}").into(),
+            issuer,
+            lost: CancellationToken::new(),
+            is_lost: AtomicBool::new(false),
+            holders: Mutex::new(Some(HashMap::new())),
+            next_holder: AtomicU64::new(0),
+            retired: Mutex::new(HashMap::new()),
+            any_retired: AtomicBool::new(false),
+        })
+    }
+
     /// The lease id; lock keys end in it, in lowercase hex.
     pub(crate) fn id(&self) -> i64 {
         self.id
+    }
+
+    /// The lease id in lowercase hex.
+    pub(crate) fn hex(&self) -> &str {
+        &self.hex
     }
 
     /// Names the counter that fencing tokens of locks under this lease come
@@ -214,7 +248,7 @@ impl Lease {
     }
 
     pub(crate) fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
+        self.is_lost.load(Ordering::Acquire)
     }
 
     /// Resolves once the lease is lost or revoked.
@@ -237,6 +271,7 @@ impl Lease {
 
     /// Tells every holder its lock is lost; later holders are told at once.
     pub(crate) fn mark_lost(&self) {
+        self.is_lost.store(true, Ordering::Release);
         self.lost.cancel();
         let holders = self.holders.lock().unwrap().take();
         for signals in holders.into_iter().flat_map(HashMap::into_values) {
@@ -247,7 +282,7 @@ impl Lease {
     /// Adds a held lock to those told on loss, until the [`Holder`] is
     /// dropped. Returns `None`, having marked `signals` lost, when the lease
     /// is already lost.
-    pub(crate) fn hold(self: &Arc<Self>, signals: &LockSignals) -> Option<Holder> {
+    pub(crate) fn hold(self: &Arc<Self>, signals: &Arc<LockSignals>) -> Option<Holder> {
         let mut holders = self.holders.lock().unwrap();
         let Some(holders) = holders.as_mut() else {
             signals.mark_lost();
@@ -263,6 +298,11 @@ impl Lease {
 
     /// How often the key of lock `name` under this lease was retired.
     pub(crate) fn retirements(&self, name: &str) -> u32 {
+        // A retirement happens before its caller gives up the id's local
+        // turn, and this is read after taking the turn, so the flag is seen.
+        if !self.any_retired.load(Ordering::Acquire) {
+            return 0;
+        }
         self.retired.lock().unwrap().get(name).copied().unwrap_or(0)
     }
 
@@ -270,18 +310,15 @@ impl Lease {
     /// sent without an answer, and etcd may still apply it (a hung member
     /// keeps it queued), which must not remove a later key of this lease.
     pub(crate) fn retire(&self, name: &str) {
-        *self
-            .retired
-            .lock()
-            .unwrap()
-            .entry(name.to_owned())
-            .or_insert(0) += 1;
+        let mut retired = self.retired.lock().unwrap();
+        *retired.entry(name.to_owned()).or_insert(0) += 1;
+        self.any_retired.store(true, Ordering::Release);
     }
 
     /// Whether `key` was written under this lease: it ends in `/{id hex}`.
     pub(crate) fn wrote(&self, key: &[u8]) -> bool {
-        let suffix = format!("/{:x}", self.id);
-        key.ends_with(suffix.as_bytes())
+        key.strip_suffix(self.hex.as_bytes())
+            .is_some_and(|rest| rest.ends_with(b"/"))
     }
 }
 
@@ -339,14 +376,7 @@ async fn revoke_until_confirmed(mut client: Client, id: i64, stop: CancellationT
 impl Lease {
     /// A lease that was never granted, for unit tests.
     pub(crate) fn unattached(id: i64) -> Arc<Lease> {
-        Arc::new(Lease {
-            id,
-            issuer: "test".into(),
-            lost: CancellationToken::new(),
-            holders: Mutex::new(Some(HashMap::new())),
-            next_holder: AtomicU64::new(0),
-            retired: Mutex::new(HashMap::new()),
-        })
+        Lease::new(id, "test".into())
     }
 }
 
@@ -357,13 +387,13 @@ mod tests {
     #[test]
     fn holders_leave_when_dropped_and_hear_of_loss_while_held() {
         let lease = Lease::unattached(0x2a);
-        let (kept, dropped) = (LockSignals::new(), LockSignals::new());
+        let (kept, dropped) = (Arc::new(LockSignals::new()), Arc::new(LockSignals::new()));
         let _kept = lease.hold(&kept).unwrap();
         drop(lease.hold(&dropped).unwrap());
         lease.mark_lost();
         assert!(kept.is_lost());
         assert!(!dropped.is_lost());
-        let late = LockSignals::new();
+        let late = Arc::new(LockSignals::new());
         assert!(lease.hold(&late).is_none());
         assert!(late.is_lost());
     }
