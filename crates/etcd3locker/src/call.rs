@@ -4,9 +4,10 @@
 //! A client with several endpoints keeps working while one is down only if
 //! a request that hit the dead one is sent again: etcd-client does not retry.
 //! Every request of the lock protocol is safe to repeat (the lock Txn is
-//! guarded by `create_revision == 0`, deletes are guarded by the key's create
-//! revision, a lease grant carries its own id), so all of them go through
-//! [`retry`].
+//! guarded by `create_revision == 0`, a delete sent twice removes the same
+//! key, whose name is then retired (see `mutex`), a lease grant carries its
+//! own id), so all of them go through [`retry`], or [`Attempts`] for the
+//! requests of every lock cycle.
 
 use std::future::Future;
 use std::time::Duration;
