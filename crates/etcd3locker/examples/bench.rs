@@ -8,7 +8,11 @@
 //!   cycle needs, the ceiling for a locker;
 //! - raw Txn+delete pairs per second: the conditional create on a lease that
 //!   any etcd lock needs (etcd 3.4 runs a Txn at about half a put's rate),
-//!   then a plain delete: the floor of this locker's protocol;
+//!   then a plain delete;
+//! - raw range-Txn+delete pairs per second: the same, but the Txn's compare
+//!   is the locker's free-lock compare, on the whole range `{name}/` rather
+//!   than on one key (the protocol of Go's `concurrency.Mutex` needs it):
+//!   the floor of this locker's protocol;
 //! - this locker's lock+unlock cycles per second, with lock latency p50/p99;
 //! - the Go locker's pattern per cycle (lease grant, keep-alive, lock Txn,
 //!   delete, revoke) on the same client;
@@ -44,6 +48,7 @@ const HANDOFFS: usize = 200;
 enum Kind {
     Raw,
     RawTxn,
+    RawRangeTxn,
     Locker,
     GoPattern,
 }
@@ -118,13 +123,14 @@ async fn main() {
             ", unpinned"
         }
     );
-    println!("| in flight | raw put+delete /s | raw Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) | etcd CPU µs per cycle (raw / Txn / locker) | client CPU µs per cycle (raw / Txn / locker) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| in flight | raw put+delete /s | raw Txn+delete /s | raw range-Txn+delete /s | locker cycles /s | locker / raw put | locker / raw Txn | locker / raw range-Txn | Go pattern cycles /s | locker / Go | lock p50 | lock p99 | proposals per cycle (raw / locker / Go) | etcd CPU µs per cycle (raw / Txn / range-Txn / locker) | client CPU µs per cycle (raw / Txn / range-Txn / locker) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for tasks in CONCURRENCY {
         // Short alternating slices, so that load from outside the benchmark
         // and the VM's own drift hit all kinds alike.
         let (mut raw, mut ours, mut go) = (Run::default(), Run::default(), Run::default());
         let mut raw_txn = Run::default();
+        let mut range_txn = Run::default();
         let slice = window / slices;
         let bench = Bench {
             server: &server,
@@ -135,17 +141,20 @@ async fn main() {
         for _ in 0..slices {
             raw.add(bench.run(Kind::Raw, tasks, slice).await);
             raw_txn.add(bench.run(Kind::RawTxn, tasks, slice).await);
+            range_txn.add(bench.run(Kind::RawRangeTxn, tasks, slice).await);
             ours.add(bench.run(Kind::Locker, tasks, slice).await);
             go.add(bench.run(Kind::GoPattern, tasks, slice).await);
         }
         ours.latencies.sort();
         println!(
-            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} |",
+            "| {tasks} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {:.2} ms | {:.2} ms | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} / {:.0} |",
             raw.per_second(),
             raw_txn.per_second(),
+            range_txn.per_second(),
             ours.per_second(),
             ours.per_second() / raw.per_second(),
             ours.per_second() / raw_txn.per_second(),
+            ours.per_second() / range_txn.per_second(),
             go.per_second(),
             ours.per_second() / go.per_second(),
             ms(percentile(&ours.latencies, 50)),
@@ -155,9 +164,11 @@ async fn main() {
             go.proposals_per_cycle(),
             raw.micros_per_cycle(raw.etcd_ticks),
             raw_txn.micros_per_cycle(raw_txn.etcd_ticks),
+            range_txn.micros_per_cycle(range_txn.etcd_ticks),
             ours.micros_per_cycle(ours.etcd_ticks),
             raw.micros_per_cycle(raw.client_ticks),
             raw_txn.micros_per_cycle(raw_txn.client_ticks),
+            range_txn.micros_per_cycle(range_txn.client_ticks),
             ours.micros_per_cycle(ours.client_ticks),
         );
     }
@@ -200,6 +211,7 @@ impl Bench<'_> {
                     match kind {
                         Kind::Raw => raw_cycle(&client, &id).await,
                         Kind::RawTxn => raw_txn_cycle(&client, &id).await,
+                        Kind::RawRangeTxn => range_txn_cycle(&client, &id).await,
                         Kind::Locker => latencies.push(locker_cycle(&locker, &id).await),
                         Kind::GoPattern => go_cycle(&client, &id).await,
                     }
@@ -250,6 +262,27 @@ async fn raw_txn_cycle(client: &Client, id: &str) {
     let key = format!("/bench-txn/{id}");
     let txn = Txn::new()
         .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            "",
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    client.txn(txn).await.unwrap();
+    client.delete(key.as_str(), None).await.unwrap();
+}
+
+/// [`raw_txn_cycle`] with the locker's free-lock compare: no key under the
+/// lock's range, instead of no such key.
+async fn range_txn_cycle(client: &Client, id: &str) {
+    static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
+    let mut client = client.clone();
+    let lease = *LEASE
+        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
+        .await;
+    let name = format!("/bench-range{id}/");
+    let key = format!("{name}{lease:x}");
+    let txn = Txn::new()
+        .when([Compare::create_revision(name.as_str(), CompareOp::Equal, 0).with_prefix()])
         .and_then([TxnOp::put(
             key.as_str(),
             "",
