@@ -87,6 +87,22 @@ pub trait DataStore: Send + Sync + 'static {
     /// Reads an upload's current state; `NotFound` for an id it never created.
     async fn get_info(&self, id: &UploadId) -> Result<UploadInfo, StoreError>;
 
+    /// Brings `info`, read earlier by [`DataStore::get_info`], up to date
+    /// with the bytes stored since: its `offset` and `modified`. An upload
+    /// whose length is known and that is not a final upload changes nothing
+    /// else after creation, so a caller that read its state before taking
+    /// its lock (a HEAD) needs only this under the lock. The default reads
+    /// the whole state again; a store that keeps the bytes apart from the
+    /// rest looks at the bytes alone.
+    async fn refresh_progress(
+        &self,
+        id: &UploadId,
+        info: UploadInfo,
+    ) -> Result<UploadInfo, StoreError> {
+        let _ = info;
+        self.get_info(id).await
+    }
+
     /// Appends the stream's bytes at `offset` and returns how many bytes it
     /// wrote. Each piece is written only if the upload then holds exactly
     /// the bytes before it ([`StoreError::OffsetMoved`] otherwise) and

@@ -43,6 +43,12 @@ pub(crate) fn load(paths: &UploadPaths) -> Result<UploadInfo, StoreError> {
         tracing::warn!(id = %paths.id, recorded = %info.id, "an .info file names another upload; the URL's id is used");
         info.id = paths.id.to_string();
     }
+    refresh(paths, info)
+}
+
+/// Takes `info`'s offset and modification time from the data file, the
+/// only place they are kept.
+pub(crate) fn refresh(paths: &UploadPaths, mut info: UploadInfo) -> Result<UploadInfo, StoreError> {
     let data = fs::symlink_metadata(&paths.data).map_err(upload_io)?;
     if !data.is_file() {
         return Err(StoreError::Corrupt(

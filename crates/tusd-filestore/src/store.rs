@@ -121,6 +121,16 @@ impl DataStore for FileStore {
         self.io.run(move || info_file::load(&paths)).await
     }
 
+    /// One `stat` of the data file instead of reading the `.info` again.
+    async fn refresh_progress(
+        &self,
+        id: &UploadId,
+        info: UploadInfo,
+    ) -> Result<UploadInfo, StoreError> {
+        let paths = self.paths(id)?;
+        self.io.run(move || info_file::refresh(&paths, info)).await
+    }
+
     async fn write_chunk(
         &self,
         id: &UploadId,

@@ -184,6 +184,16 @@ impl State {
         Ok(self.core.get_info(id).await?)
     }
 
+    /// `info` with the bytes stored since it was read (see
+    /// [`DataStore::refresh_progress`]).
+    pub(crate) async fn refresh_progress(
+        &self,
+        id: &UploadId,
+        info: UploadInfo,
+    ) -> Result<UploadInfo, HandlerError> {
+        Ok(self.core.refresh_progress(id, info).await?)
+    }
+
     pub(crate) async fn read_range(
         &self,
         id: &UploadId,

@@ -52,7 +52,8 @@ pub struct StoreClaims {
 /// The store contracts, by the names a [`Report`] lists them under.
 pub mod contracts {
     pub const CREATE_AND_GET_INFO: &str = "create_upload/get_info: a new upload's state reads back";
-    pub const WRITE_AT_OFFSET: &str = "write_chunk: appends at the stored offset";
+    pub const WRITE_AT_OFFSET: &str =
+        "write_chunk: appends at the stored offset (and refresh_progress sees it)";
     pub const WRONG_OFFSET: &str = "write_chunk: a wrong offset is refused with OffsetMoved";
     pub const STREAM_ERROR: &str = "write_chunk: bytes before a stream error stay written";
     pub const READ_RANGE: &str = "read_range: reads back the requested bytes";
@@ -327,10 +328,19 @@ async fn write_at_offset(composer: &StoreComposer) -> CheckResult {
         .await
         .context("write_chunk at offset 6")?;
     ensure!(written == 5, "write_chunk of 5 bytes reported {written}");
+    let earlier = info;
     let info = store.get_info(&id).await.context("get_info")?;
     ensure!(
         info.offset == 11 && info.is_complete(),
         "after all 11 bytes get_info reports offset 11, complete; got {info:?}"
+    );
+    let refreshed = store
+        .refresh_progress(&id, earlier)
+        .await
+        .context("refresh_progress")?;
+    ensure!(
+        refreshed == info,
+        "refresh_progress of the state read after 6 bytes gives what get_info gives now: {info:?}; got {refreshed:?}"
     );
     let bytes = read(store, &id, 0, 11).await?;
     ensure!(

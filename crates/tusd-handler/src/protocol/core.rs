@@ -49,7 +49,15 @@ pub async fn settled_info(
         return Ok(info);
     }
     let lock = state.lock(id).await?;
-    let info = state.info(id).await?;
+    // While this waited for the lock, the holder may have stored bytes; it
+    // changed nothing else unless the length was deferred (it may have
+    // been declared) or the upload is a final one (its partials may have
+    // completed it): then the whole state is read again.
+    let info = if info.size_is_deferred || info.is_final {
+        state.info(id).await?
+    } else {
+        state.refresh_progress(id, info).await?
+    };
     let info = concatenation::finish_if_ready(state, id, info, &lock, origin).await?;
     let _ = lock.unlock().await;
     expiration::check(state, &info)?;
