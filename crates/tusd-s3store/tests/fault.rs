@@ -9,7 +9,6 @@ mod common;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt};
-use tokio::io::AsyncReadExt;
 use tusd_core::DataStore;
 use tusd_s3store::{S3ClientConfig, S3Store, S3StoreOptions, MIN_PART_SIZE};
 use tusd_testsupport::GarageCluster;
@@ -59,14 +58,7 @@ async fn an_upload_survives_one_garage_node_of_three_killed() {
         .await
         .unwrap();
     store.finish_upload(&id, None).await.unwrap();
-    let mut got = Vec::new();
-    store
-        .read_range(&id, 0, data.len() as u64)
-        .await
-        .unwrap()
-        .read_to_end(&mut got)
-        .await
-        .unwrap();
+    let got = common::read_all(&store, &id, data.len() as u64).await;
     assert!(
         got == data,
         "the finished object is the upload, byte for byte"
@@ -120,16 +112,7 @@ async fn parts_left_unanswered_by_a_frozen_server_are_sent_again() {
     assert_eq!(store.get_info(&id).await.unwrap().offset, written);
 
     let client = common::client_for(&garage).await;
-    let multipart_id = info.id.split_once('+').unwrap().1;
-    let parts = client
-        .list_parts()
-        .bucket(garage.bucket())
-        .key(info.id.split_once('+').unwrap().0)
-        .upload_id(multipart_id)
-        .send()
-        .await
-        .unwrap();
-    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    let sizes = common::part_sizes(&client, garage.bucket(), "", &info.id).await;
     let part = MIN_PART_SIZE as i64;
     assert_eq!(
         sizes,
@@ -137,14 +120,7 @@ async fn parts_left_unanswered_by_a_frozen_server_are_sent_again() {
         "every part once, whole"
     );
     store.finish_upload(&id, None).await.unwrap();
-    let mut got = Vec::new();
-    store
-        .read_range(&id, 0, data.len() as u64)
-        .await
-        .unwrap()
-        .read_to_end(&mut got)
-        .await
-        .unwrap();
+    let got = common::read_all(&store, &id, data.len() as u64).await;
     assert!(got == data, "the object is the upload, byte for byte");
 }
 
@@ -166,8 +142,7 @@ async fn a_holder_superseded_mid_write_sends_no_further_part() {
         .unwrap();
     let data = common::pattern(23 * MIB, 8);
     let (info, id) = common::create_sized(&store, data.len()).await;
-    let (object, multipart_id) = info.id.split_once('+').unwrap();
-    let (object, multipart_id) = (object.to_owned(), multipart_id.to_owned());
+    let object = info.id.split_once('+').unwrap().0.to_owned();
     let client = common::client_for(&garage).await;
     let holder = tusd_core::FencingToken::new("etcd:test", 10);
 
@@ -204,15 +179,7 @@ async fn a_holder_superseded_mid_write_sends_no_further_part() {
         matches!(refused, Err(tusd_core::StoreError::Fenced(_))),
         "the superseded holder is refused: {refused:?}"
     );
-    let parts = client
-        .list_parts()
-        .bucket(garage.bucket())
-        .key(&object)
-        .upload_id(&multipart_id)
-        .send()
-        .await
-        .unwrap();
-    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    let sizes = common::part_sizes(&client, garage.bucket(), "", &info.id).await;
     // The part sealed before the raise may have been cut off in flight when
     // the write was refused; none after it was sent.
     assert!(
@@ -229,13 +196,6 @@ async fn a_holder_superseded_mid_write_sends_no_further_part() {
         .unwrap();
     assert_eq!(offset + written, data.len() as u64);
     store.finish_upload(&id, Some(&newer)).await.unwrap();
-    let mut got = Vec::new();
-    store
-        .read_range(&id, 0, data.len() as u64)
-        .await
-        .unwrap()
-        .read_to_end(&mut got)
-        .await
-        .unwrap();
+    let got = common::read_all(&store, &id, data.len() as u64).await;
     assert!(got == data, "the newer holder's upload is whole");
 }

@@ -7,12 +7,13 @@ mod common;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
-use tokio::io::AsyncReadExt;
 use tusd_core::{Concater, DataStore, NewUpload, UploadId, UploadInfo};
 use tusd_s3store::{ConnectError, S3Store, S3StoreOptions, MIN_PART_SIZE};
 use tusd_testsupport::GarageServer;
 
-use common::{client_for, config_for, create_sized, keys_under, pattern, store_for};
+use common::{
+    client_for, config_for, create_sized, keys_under, part_sizes, pattern, read_all, store_for,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -22,18 +23,6 @@ fn body(bytes: &[u8], chunk: usize) -> tusd_core::ChunkStream {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     stream::iter(chunks).boxed()
-}
-
-async fn read_all(store: &S3Store, id: &UploadId, len: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    store
-        .read_range(id, 0, len)
-        .await
-        .expect("read_range")
-        .read_to_end(&mut out)
-        .await
-        .expect("reading");
-    out
 }
 
 fn object_id(info: &UploadInfo) -> &str {
@@ -261,16 +250,7 @@ async fn many_parts_through_small_buffers_without_content_hashes() {
         .await
         .unwrap();
     assert_eq!(written, data.len() as u64);
-    let multipart_id = info.id.split_once('+').unwrap().1;
-    let parts = client
-        .list_parts()
-        .bucket(garage.bucket())
-        .key(object_id(&info))
-        .upload_id(multipart_id)
-        .send()
-        .await
-        .unwrap();
-    let sizes: Vec<i64> = parts.parts().iter().filter_map(|p| p.size()).collect();
+    let sizes = part_sizes(&client, garage.bucket(), "", &info.id).await;
     let part = MIN_PART_SIZE as i64;
     assert_eq!(sizes, [part, part, part, part, 3 * MIB as i64 + 3]);
     store.finish_upload(&id, None).await.unwrap();

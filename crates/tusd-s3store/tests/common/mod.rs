@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use aws_sdk_s3::Client;
+use tokio::io::AsyncReadExt;
 use tusd_core::{DataStore, NewUpload, UploadId, UploadInfo};
 use tusd_s3store::{s3_client, S3ClientConfig, S3Store, S3StoreOptions};
 use tusd_testsupport::GarageServer;
@@ -73,4 +74,32 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
         .collect()
+}
+
+/// The whole of an upload's `len` bytes, read back through the store.
+pub async fn read_all(store: &S3Store, id: &UploadId, len: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    store
+        .read_range(id, 0, len)
+        .await
+        .expect("read_range")
+        .read_to_end(&mut out)
+        .await
+        .expect("reading");
+    out
+}
+
+/// The sizes of the parts S3 holds for the upload `id` (tusd's
+/// `{object id}+{multipart id}`), its object under `prefix`, in order.
+pub async fn part_sizes(client: &Client, bucket: &str, prefix: &str, id: &str) -> Vec<i64> {
+    let (object, multipart_id) = id.split_once('+').expect("{object id}+{multipart id}");
+    let parts = client
+        .list_parts()
+        .bucket(bucket)
+        .key(format!("{prefix}{object}"))
+        .upload_id(multipart_id)
+        .send()
+        .await
+        .expect("ListParts");
+    parts.parts().iter().filter_map(|p| p.size()).collect()
 }
