@@ -251,14 +251,20 @@ async fn raw_cycle(client: &Client, id: &str) {
     client.delete(key.as_str(), None).await.unwrap();
 }
 
+/// The lease in `cell`, granted on first use: one per kind, shared by its
+/// cycles.
+async fn shared_lease(cell: &tokio::sync::OnceCell<i64>, client: &Client) -> i64 {
+    *cell
+        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
+        .await
+}
+
 /// The cheapest conditional create: the Txn any lock needs (put if absent,
 /// on a lease), then the delete. No locker can beat this per cycle.
 async fn raw_txn_cycle(client: &Client, id: &str) {
     static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
     let mut client = client.clone();
-    let lease = *LEASE
-        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
-        .await;
+    let lease = shared_lease(&LEASE, &client).await;
     let key = format!("/bench-txn/{id}");
     let txn = Txn::new()
         .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
@@ -276,9 +282,7 @@ async fn raw_txn_cycle(client: &Client, id: &str) {
 async fn range_txn_cycle(client: &Client, id: &str) {
     static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
     let mut client = client.clone();
-    let lease = *LEASE
-        .get_or_init(|| async { client.clone().lease_grant(600, None).await.unwrap().id() })
-        .await;
+    let lease = shared_lease(&LEASE, &client).await;
     let name = format!("/bench-range{id}/");
     let key = format!("{name}{lease:x}");
     let txn = Txn::new()

@@ -352,13 +352,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_stale_token_is_refused_inside_the_section_and_changes_nothing() {
+    /// A temporary directory with an upload's data file `u` holding
+    /// `bytes`, where its record file `u.fence` would go.
+    fn upload(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"abc").unwrap();
-        let data = File::open(&data_path).unwrap();
+        std::fs::write(&data_path, bytes).unwrap();
         let record_path = dir.path().join("u.fence");
+        (dir, data_path, record_path)
+    }
+
+    #[test]
+    fn a_stale_token_is_refused_inside_the_section_and_changes_nothing() {
+        let (dir, data_path, record_path) = upload(b"abc");
+        let data = File::open(&data_path).unwrap();
 
         let newer = token("etcd:1/tusd", 20);
         let entered = Fence::new(record_path.clone(), Some(&newer))
@@ -414,11 +421,8 @@ mod tests {
     /// file system without them) keeps its record there.
     #[test]
     fn a_shorter_record_replaces_a_longer_one_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"").unwrap();
+        let (_dir, data_path, record_path) = upload(b"");
         let data = File::open(&data_path).unwrap();
-        let record_path = dir.path().join("u.fence");
         let mut old = serde_json::to_vec(&record("memory:1", 1, &[])).unwrap();
         old.extend_from_slice(&[b' '; 100]);
         std::fs::write(&record_path, &old).unwrap();
@@ -436,11 +440,9 @@ mod tests {
 
     #[test]
     fn a_moved_offset_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"abcd").unwrap();
+        let (_dir, data_path, record_path) = upload(b"abcd");
         let data = File::open(&data_path).unwrap();
-        let mut fence = Fence::new(dir.path().join("u.fence"), None);
+        let mut fence = Fence::new(record_path.clone(), None);
         assert!(matches!(
             fence.enter(&data, Some(3)),
             Err(StoreError::OffsetMoved {
@@ -453,12 +455,10 @@ mod tests {
 
     #[test]
     fn a_second_opener_waits_for_the_section() {
-        let dir = tempfile::tempdir().unwrap();
-        let data_path = dir.path().join("u");
-        std::fs::write(&data_path, b"").unwrap();
+        let (_dir, data_path, record_path) = upload(b"");
         let first = File::open(&data_path).unwrap();
         let second = File::open(&data_path).unwrap();
-        let mut fence = Fence::new(dir.path().join("u.fence"), None);
+        let mut fence = Fence::new(record_path.clone(), None);
         let entered = fence.enter(&first, None).unwrap();
         assert!(matches!(
             lock_within(&second, Duration::from_millis(20)),
