@@ -143,10 +143,7 @@ const STOP_GRACE_BYTES: u64 = 256 * 1024;
 /// When the body must stop: the next chunk if the server already holds it
 /// (it reached the server, so it is stored rather than sent again) and the
 /// grace allows, else `None` after recording `end`. Waits for nothing.
-fn ready_chunk<S>(
-    state: &mut State<S>,
-    end: BodyEnd,
-) -> Option<Result<Option<Result<Bytes, axum::Error>>, tokio::time::error::Elapsed>>
+fn ready_chunk<S>(state: &mut State<S>, end: BodyEnd) -> Option<Option<Result<Bytes, axum::Error>>>
 where
     S: Stream<Item = Result<Bytes, axum::Error>> + Unpin + Send,
 {
@@ -160,7 +157,7 @@ where
             if let Some(Ok(chunk)) = &next {
                 state.after_stop += chunk.len() as u64;
             }
-            Some(Ok(next))
+            Some(next)
         }
         None => {
             finish(state, end);
@@ -178,10 +175,7 @@ where
     }
     let signals = state.signals.clone();
     let next = match state.stopping {
-        Some(end) => match ready_chunk(&mut state, end) {
-            Some(next) => next,
-            None => return None,
-        },
+        Some(end) => Ok(ready_chunk(&mut state, end)?),
         None => tokio::select! {
             biased;
             _ = signals.lost() => {
@@ -190,11 +184,11 @@ where
             }
             _ = signals.release_requested() => {
                 state.stopping = Some(BodyEnd::Stopped);
-                ready_chunk(&mut state, BodyEnd::Stopped)?
+                Ok(ready_chunk(&mut state, BodyEnd::Stopped)?)
             }
             _ = state.shutdown.cancelled() => {
                 state.stopping = Some(BodyEnd::Stopped);
-                ready_chunk(&mut state, BodyEnd::Stopped)?
+                Ok(ready_chunk(&mut state, BodyEnd::Stopped)?)
             }
             _ = state.stop.cancelled() => {
                 finish(&state, BodyEnd::StoppedByHook);
