@@ -13,8 +13,9 @@ use tusd_core::StoreError;
 
 use crate::error::{io, is_missing, is_no_such_upload};
 use crate::keys::UploadKeys;
+use crate::part::upload_part;
 use crate::state::{Multipart, Part, UploadState};
-use crate::write::{delete, download_into, temp_file, upload_part};
+use crate::write::{delete, download_into, temp_file};
 use crate::Inner;
 
 /// Completes the multipart upload of a complete upload (nothing when it is

@@ -24,9 +24,10 @@ use crate::complete::{complete, complete_empty, complete_with};
 use crate::error::io;
 use crate::keys::UploadKeys;
 use crate::options::{MAX_PART_SIZE, MIN_PART_SIZE};
+use crate::part::upload_part_at;
 use crate::read::get_range;
 use crate::state::{load, write_info, Multipart, Part};
-use crate::write::{temp_file, upload_part_at};
+use crate::write::temp_file;
 use crate::Inner;
 
 pub(crate) async fn concat(

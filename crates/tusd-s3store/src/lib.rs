@@ -40,6 +40,8 @@
 //!   writing the `.info`.
 //! - `write`: `write_chunk`, cutting the body into parts on local disk and
 //!   sending them concurrently.
+//! - `part`: sending one part from local disk, and sending it again,
+//!   safely, when an attempt fails.
 //! - `stage`: checksums: a chunk kept on local disk until its digest is
 //!   verified, then written as a body would be.
 //! - `complete`: completing the multipart upload.
@@ -63,6 +65,7 @@ mod error;
 mod fence;
 mod keys;
 mod options;
+mod part;
 mod read;
 mod stage;
 mod state;

@@ -52,11 +52,12 @@ use crate::error::io;
 use crate::fence;
 use crate::keys::UploadKeys;
 use crate::options::MIN_PART_SIZE;
+use crate::part::{upload_part, wait_until_answering};
 use crate::state::{Multipart, Part, UploadState};
 use crate::Inner;
 
-/// Pauses before each extra attempt at a part that failed (after the SDK's
-/// own retries).
+/// Pauses before each extra round of attempts at a part that failed (after
+/// `part`'s own attempts), made once the write's other parts are done.
 const RETRY_PAUSES: [std::time::Duration; 3] = [
     std::time::Duration::from_millis(500),
     std::time::Duration::from_secs(2),
@@ -445,6 +446,8 @@ impl<'a> Staging<'a> {
             };
             let mut retried = None;
             for pause in RETRY_PAUSES {
+                // The last attempt may have gone unanswered (see `part`).
+                wait_until_answering(self.inner).await;
                 tokio::time::sleep(pause).await;
                 let sent = upload_part(
                     self.inner,
@@ -569,61 +572,6 @@ pub(crate) fn temp_file(inner: &Inner) -> Result<NamedTempFile, StoreError> {
     Ok(temp)
 }
 
-/// Sends the `len` bytes of the file at `path` as part `number`, streamed
-/// from disk, with their CRC32 when the caller has it (else the SDK
-/// computes one, unless content hashes are disabled).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn upload_part(
-    inner: &Inner,
-    key: &str,
-    multipart_id: &str,
-    number: i32,
-    path: &Path,
-    len: u64,
-    crc32: Option<&str>,
-) -> Result<Part, StoreError> {
-    upload_part_at(inner, key, multipart_id, number, path, 0, len, crc32).await
-}
-
-/// Sends `len` bytes of the file at `path` from `offset` on as part
-/// `number`, with their CRC32 if known.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn upload_part_at(
-    inner: &Inner,
-    key: &str,
-    multipart_id: &str,
-    number: i32,
-    path: &Path,
-    offset: u64,
-    len: u64,
-    crc32: Option<&str>,
-) -> Result<Part, StoreError> {
-    let _slot = inner
-        .upload_slots
-        .acquire()
-        .await
-        .expect("the semaphore is never closed");
-    let body = file_body(path, offset, len).await?;
-    let sent = inner
-        .client
-        .upload_part()
-        .bucket(&inner.bucket)
-        .key(key)
-        .upload_id(multipart_id)
-        .part_number(number)
-        .content_length(len as i64)
-        .set_checksum_crc32(crc32.map(str::to_owned))
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| io("UploadPart", key, e))?;
-    Ok(Part {
-        number,
-        size: len,
-        etag: sent.e_tag().unwrap_or_default().to_owned(),
-    })
-}
-
 /// Puts `len` bytes from `path` as the object `key`, with their CRC32 if
 /// known.
 pub(crate) async fn put_file(
@@ -648,7 +596,11 @@ pub(crate) async fn put_file(
     Ok(())
 }
 
-async fn file_body(path: &Path, offset: u64, len: u64) -> Result<ByteStream, StoreError> {
+pub(crate) async fn file_body(
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<ByteStream, StoreError> {
     let path: PathBuf = path.to_owned();
     ByteStream::read_from()
         .path(path)
