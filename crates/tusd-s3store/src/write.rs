@@ -117,9 +117,16 @@ pub(crate) async fn write(
                 received += bytes.len() as u64;
                 match staging.push(bytes).await {
                     Ok(()) => {}
-                    // A newer holder changed the upload: store nothing more
-                    // (dropping the staging cancels the parts in flight).
-                    Err(e @ StoreError::Fenced(_)) => return Err(e),
+                    // A newer holder changed the upload: store nothing more.
+                    // The parts in flight passed the check before it, and
+                    // are waited for rather than cancelled: a cancelled
+                    // request whose bytes the server already holds can
+                    // still land after the write returns, and change the
+                    // offset the newer holder has read (seen in a test).
+                    Err(e @ StoreError::Fenced(_)) => {
+                        Box::pin(staging.settle()).await;
+                        return Err(e);
+                    }
                     Err(e) => {
                         stream_error = Some(e);
                         break;
@@ -426,6 +433,14 @@ impl<'a> Staging<'a> {
         }
     }
 
+    /// Waits until every part this write sent has been answered (or has
+    /// failed), sending nothing more.
+    async fn settle(&mut self) {
+        while let Some(joined) = self.uploads.join_next().await {
+            self.record(joined);
+        }
+    }
+
     fn has_failed(&self) -> bool {
         !self.failed.is_empty()
     }
@@ -488,9 +503,7 @@ impl<'a> Staging<'a> {
     /// Waits for every part, then stores the piece left over: as a part
     /// when it is big enough or the upload's last, else as `.part`.
     async fn finish(mut self) -> Result<(), StoreError> {
-        while let Some(joined) = self.uploads.join_next().await {
-            self.record(joined);
-        }
+        self.settle().await;
         if self.has_failed() {
             if let Some(failed) = self.retry_failed().await {
                 self.empty_parts_after(failed.number).await;
