@@ -17,7 +17,7 @@ use crate::append::append;
 use crate::blocking;
 use crate::data_file::{self, Access};
 use crate::durability::Durability;
-use crate::fence::Fence;
+use crate::fence::{self, Fence};
 use crate::file_io::FileIo;
 use crate::id::new_upload_id;
 use crate::info_file;
@@ -318,11 +318,11 @@ impl Lister for FileStore {
     }
 }
 
-/// Creates an empty data file under a fresh id. An existing file is never
-/// reused: a collision of 128 random bits means a broken random source, and
-/// trying again is cheaper than reasoning about it.
 /// Creates the empty data file of a new upload: under `chosen` (a pre-create
-/// hook's id) if given, which must be new, else under a fresh random id.
+/// hook's id) if given, which must be new, else under a fresh random id. An
+/// existing file is never reused: a collision of 128 random bits means a
+/// broken random source, and trying again is cheaper than reasoning about
+/// it.
 fn create_data_file(
     dir: &Path,
     chosen: Option<&UploadId>,
@@ -334,7 +334,7 @@ fn create_data_file(
                 format!("the file store cannot name an upload {id:?}: its ids are letters, digits, - and _"),
             ))
         })?;
-        info_file::create_new(&paths.data)?;
+        fence::mark_new(&info_file::create_new(&paths.data)?);
         return Ok((id.clone(), paths));
     }
     let mut attempts = 0;
@@ -342,7 +342,10 @@ fn create_data_file(
         let id = new_upload_id();
         let paths = UploadPaths::new(dir, &id)?;
         match info_file::create_new(&paths.data) {
-            Ok(_) => return Ok((id, paths)),
+            Ok(file) => {
+                fence::mark_new(&file);
+                return Ok((id, paths));
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 3 => attempts += 1,
             Err(e) => return Err(StoreError::Io(e)),
         }
