@@ -29,7 +29,8 @@
 //! small there). Where the file system refuses user attributes (some
 //! network file systems, tmpfs before Linux 6.6), and for uploads recorded
 //! by versions before this one, the record is the file `{id}.fence`
-//! instead, as it was. Nodes sharing a directory must all keep the record
+//! instead, as it was. A data file created by this version gets an empty
+//! attribute at once (`mark_new`), so its writes never look for that file. Nodes sharing a directory must all keep the record
 //! in the same place, so a cluster moves to this version all at once.
 //! The rule is `tusd_core::fence_record`'s, shared with every store.
 //! Tokens are comparable only within one issuer (one etcd cluster and
