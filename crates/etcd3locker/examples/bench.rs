@@ -263,37 +263,33 @@ async fn shared_lease(cell: &tokio::sync::OnceCell<i64>, client: &Client) -> i64
 /// on a lease), then the delete. No locker can beat this per cycle.
 async fn raw_txn_cycle(client: &Client, id: &str) {
     static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
-    let mut client = client.clone();
-    let lease = shared_lease(&LEASE, &client).await;
+    let lease = shared_lease(&LEASE, client).await;
     let key = format!("/bench-txn/{id}");
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key.as_str(),
-            "",
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
-    client.txn(txn).await.unwrap();
-    client.delete(key.as_str(), None).await.unwrap();
+    let free = Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+    put_if_then_delete(client, free, &key, lease).await;
 }
 
 /// [`raw_txn_cycle`] with the locker's free-lock compare: no key under the
 /// lock's range, instead of no such key.
 async fn range_txn_cycle(client: &Client, id: &str) {
     static LEASE: tokio::sync::OnceCell<i64> = tokio::sync::OnceCell::const_new();
-    let mut client = client.clone();
-    let lease = shared_lease(&LEASE, &client).await;
+    let lease = shared_lease(&LEASE, client).await;
     let name = format!("/bench-range{id}/");
-    let key = format!("{name}{lease:x}");
-    let txn = Txn::new()
-        .when([Compare::create_revision(name.as_str(), CompareOp::Equal, 0).with_prefix()])
-        .and_then([TxnOp::put(
-            key.as_str(),
-            "",
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
+    let free = Compare::create_revision(name.as_str(), CompareOp::Equal, 0).with_prefix();
+    put_if_then_delete(client, free, &format!("{name}{lease:x}"), lease).await;
+}
+
+/// One Txn that puts `key` on `lease` when `free` holds, then the key's
+/// delete: the two raft writes of a lock cycle with no locker around them.
+async fn put_if_then_delete(client: &Client, free: Compare, key: &str, lease: i64) {
+    let mut client = client.clone();
+    let txn = Txn::new().when([free]).and_then([TxnOp::put(
+        key,
+        "",
+        Some(PutOptions::new().with_lease(lease)),
+    )]);
     client.txn(txn).await.unwrap();
-    client.delete(key.as_str(), None).await.unwrap();
+    client.delete(key, None).await.unwrap();
 }
 
 async fn locker_cycle(locker: &Etcd3Locker, id: &str) -> Duration {
